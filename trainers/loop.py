@@ -1,0 +1,144 @@
+"""The training loop: steps, evaluation schedule, checkpoints, divergence.
+
+``train`` knows nothing of where reports go: it hands each report (a flat dict of the names in
+DESIGN.md) and, where one was written, a checkpoint directory to ``on_report``. The plain-process
+runner appends reports to results.jsonl; the Tune adapter turns them into ``tune.report`` calls.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainers import checkpoint, experiments
+from trainers.metrics.dynamics import Dynamics
+
+OnReport = Callable[[dict[str, Any], "Path | None"], None]
+
+
+@dataclass
+class LoopState:
+    """The loop's own state, saved in every checkpoint."""
+
+    step: int = 0
+    reports: int = 0  # reports handed out so far (the rows a results file must hold)
+    last_checkpoint: int = 0
+    time_s: float = 0.0
+    finished: bool = False
+    last: dict[str, Any] = field(default_factory=dict)  # the last report
+
+
+def train(
+    cfg: dict[str, Any],
+    *,
+    on_report: OnReport,
+    scratch: str | Path,
+    resume: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
+    on_figures: Callable[[int, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Train one trial of a resolved config; return its last report.
+
+    Checkpoints are written under ``scratch`` and handed to ``on_report``, which owns them
+    from then on. With ``resume`` (a checkpoint directory) the run continues exactly where
+    that checkpoint was taken; a finished run returns its last report without training.
+    ``on_figures(step, {name: Figure})`` receives the experiment's figures at each evaluation.
+    """
+    torch.manual_seed(cfg["seed"])
+    exp = experiments.build(cfg)
+    dynamics = Dynamics(exp.players, exp.optimizers)
+    state = LoopState()
+    if resume is not None:
+        saved = checkpoint.read(resume)
+        exp.load_state_dict(saved["experiment"])
+        dynamics.load_state_dict(saved["dynamics"])
+        state = LoopState(**saved["loop"])
+    if state.finished:
+        return state.last
+
+    steps, every = cfg["steps"], cfg["eval_every"]
+    loss_sum: dict[str, torch.Tensor] = {}
+    count = 0
+    tic = time.perf_counter()
+    while state.step < steps:
+        losses = exp.train_step()
+        state.step += 1
+        count += 1
+        for k, v in losses.items():
+            v = v.detach().float()
+            loss_sum[k] = loss_sum[k] + v if k in loss_sum else v
+        if state.step == 1 and not dynamics.ref_grad:
+            dynamics.observe_first_step()
+        stop = exp.stop_reason()
+        if not (state.step % every == 0 or state.step == steps or stop):
+            continue
+
+        means = {k: float(v) / count for k, v in loss_sum.items()}
+        loss_sum, count = {}, 0
+        diverged = not all(math.isfinite(v) for v in means.values())
+        final = diverged or stop is not None or state.step == steps
+        state.time_s += time.perf_counter() - tic
+        tic = time.perf_counter()
+        report: dict[str, Any] = {
+            "step": state.step,
+            "kimg": state.step * exp.batch_size / 1000,
+            "diverged": diverged,
+            "time_s": state.time_s,
+            **means,
+        }
+        if not diverged:
+            report.update(dynamics.metrics())
+            report.update(exp.evaluate(final=final))
+            if on_figures is not None:
+                figures = exp.figures()
+                if figures:
+                    on_figures(state.step, figures)
+                    _close(figures)
+        if stop is not None:
+            report["stop_reason"] = stop
+        state.reports += 1
+        state.finished = final
+        state.last = report
+        ckpt = None
+        if final or state.step - state.last_checkpoint >= cfg["checkpoint_every"]:
+            state.last_checkpoint = state.step
+            payload = {
+                "config": cfg,
+                "experiment": exp.state_dict(),
+                "dynamics": dynamics.state_dict(),
+                "loop": asdict(state),
+            }
+            ckpt = checkpoint.write(payload, scratch)
+        on_report(report, ckpt)
+        if progress is not None:
+            progress(_progress_line(cfg, report, steps))
+        if final:
+            break
+        tic = time.perf_counter()
+    return state.last
+
+
+def _close(figures: dict[str, Any]) -> None:
+    import matplotlib.pyplot as plt
+
+    for fig in figures.values():
+        plt.close(fig)
+
+
+def _progress_line(cfg: dict[str, Any], report: dict[str, Any], steps: int) -> str:
+    step, t = report["step"], report["time_s"]
+    rate = step / t if t > 0 else float("inf")
+    eta = (steps - step) / rate if rate > 0 else 0.0
+    losses = " ".join(f"{k} {report[k]:.4g}" for k in ("loss_d", "loss_g") if k in report)
+    tag = f"{cfg['experiment']} {cfg['optimizer']} seed {cfg['seed']}"
+    flag = " DIVERGED" if report["diverged"] else ""
+    return (
+        f"[{tag}] step {step}/{steps} ({100 * step / steps:.0f}%) {losses} "
+        f"{rate:.0f} steps/s eta {eta:.0f}s{flag}"
+    )

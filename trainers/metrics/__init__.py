@@ -1,0 +1,1 @@
+"""Metrics of a trial: training dynamics, mode coverage, FID."""
