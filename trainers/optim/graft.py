@@ -124,6 +124,8 @@ class Graft(torch.optim.Optimizer):
         self._diag_steps = 0
         self._work: dict[torch.Tensor, torch.Tensor] = {}
         self._param_norm_stale = False
+        self._const_key: tuple | None = None
+        self._const: dict[str, Any] = {}
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -218,59 +220,86 @@ class Graft(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         params, grads, gidx = self._collect()
-        n = len(self.param_groups)
-        device, acc = self._device_and_dtype()
+        c = self._constants(gidx, [p.dtype for p in params])
+        acc, zeros, nan = c["acc"], c["zeros"], c["nan"]
 
-        def group_norms(tensors: list[torch.Tensor], index: torch.Tensor, factor=None):
-            return _group_norms(tensors, index, n, acc, factor)
+        def group_norms(tensors: list[torch.Tensor], factor=None):
+            return _group_norms(tensors, c["onehot"], factor)
 
-        zeros = torch.zeros(n, dtype=acc, device=device)
         g_norm = step_norm = zeros
-        a_norm = torch.full((n,), float("nan"), dtype=acc, device=device)
+        a_norm = nan
         if params:
-            idx = torch.tensor(gidx, dtype=torch.long).to(device, non_blocking=True)
-            hyper = torch.tensor(
-                [[g["lr"], g["scale"], g["graft_eps"]] for g in self.param_groups], dtype=acc
-            ).to(device, non_blocking=True)
-            lr, const, graft_eps = hyper.unbind(1)
-            g_norm = group_norms(grads, idx)
+            idx, lr, const, graft_eps = c["idx"], c["lr"], c["scale"], c["graft_eps"]
+            g_norm = group_norms(grads)
             sgd, s_norm = grads, g_norm
             if "sgd" in (self.magnitude, self.direction):
                 sgd = self._sgd_steps(params, grads, gidx)
                 if sgd is not grads:
-                    s_norm = group_norms(sgd, idx)
+                    s_norm = group_norms(sgd)
             if self.uses_adam:
                 adam, factor = self._adam_steps(params, grads, gidx)
-                a_factor = torch.tensor(factor, dtype=acc).to(device, non_blocking=True)
-                a_norm = group_norms(adam, idx, a_factor)
+                if all(f == factor[0] for f in factor):
+                    a_factor = factor[0]
+                    a_norm = group_norms(adam) * a_factor
+                else:
+                    a_factor = torch.tensor(factor, dtype=acc).to(zeros.device, non_blocking=True)
+                    a_norm = group_norms(adam, a_factor)
             if self.direction == "sgd":
                 d_raw, d_norm, d_factor = sgd, s_norm, None
             else:
                 d_raw, d_norm, d_factor = adam, a_norm, a_factor
-            scale = torch.ones_like(zeros)
-            if self.magnitude is not None:
+            if self.magnitude is None:
+                lr_scale = lr
+            else:
                 mag = {"sgd": s_norm, "adam": a_norm, "constant": const}[self.magnitude]
-                denom = d_norm + graft_eps
-                tiny = torch.finfo(acc).tiny
-                scale = torch.where(denom > tiny, mag / denom.clamp_min(tiny), zeros)
-            step_norm = lr * scale * d_norm
-            alpha = (lr * scale).index_select(0, idx)
-            if d_factor is not None:
+                # a zero (or underflowing) direction gives 0/0 or x/0: a zero step, not NaN
+                scale = torch.nan_to_num(mag / (d_norm + graft_eps), nan=0.0, posinf=0.0)
+                lr_scale = lr * scale
+            step_norm = lr_scale * d_norm
+            alpha = lr_scale.index_select(0, idx)
+            value = -1.0
+            if isinstance(d_factor, torch.Tensor):
                 alpha = alpha * d_factor
-            alpha = alpha.neg()
-            if all(p.dtype == acc for p in params):
+            elif d_factor is not None:
+                value = -d_factor
+            if c["same_dtype"]:
                 alphas = list(alpha.unbind(0))
             else:
                 alphas = [a.to(p.dtype) for a, p in zip(alpha.unbind(0), params)]
-            torch._foreach_addcmul_(params, d_raw, alphas)
+            torch._foreach_addcmul_(params, d_raw, alphas, value=value)
         if not self.uses_adam:
-            a_norm = torch.full_like(zeros, float("nan"))
-        diag = torch.stack([g_norm, a_norm, step_norm, torch.full_like(zeros, float("nan"))], 1)
+            a_norm = nan
+        diag = torch.stack([g_norm, a_norm, step_norm, nan], 1)
         self._diag_last = diag
         self._diag_sum = diag.clone() if self._diag_sum is None else self._diag_sum.add_(diag)
         self._diag_steps += 1
         self._param_norm_stale = True
         return loss
+
+    def _constants(self, gidx: list[int], dtypes: list[torch.dtype]) -> dict[str, Any]:
+        """Small device tensors that only change with the groups' structure or hyperparameters
+        (group index of each tensor, lr, scale, graft_eps), cached between steps."""
+        hyper = tuple((g["lr"], g["scale"], g["graft_eps"]) for g in self.param_groups)
+        key = (tuple(gidx), hyper, tuple(dtypes))
+        if self._const_key == key:
+            return self._const
+        device, acc = self._device_and_dtype()
+        n = len(self.param_groups)
+        values = torch.tensor(hyper, dtype=acc).to(device)
+        lr, scale, graft_eps = values.unbind(1)
+        self._const_key = key
+        self._const = {
+            "acc": acc,
+            "idx": torch.tensor(gidx, dtype=torch.long).to(device),
+            "onehot": _onehot(gidx, n, acc).to(device),
+            "lr": lr,
+            "scale": scale,
+            "graft_eps": graft_eps,
+            "zeros": torch.zeros(n, dtype=acc, device=device),
+            "nan": torch.full((n,), float("nan"), dtype=acc, device=device),
+            "same_dtype": all(d == acc for d in dtypes),
+        }
+        return self._const
 
     def _device_and_dtype(self) -> tuple[torch.device, torch.dtype]:
         """The parameters' device and the dtype in which norms are accumulated."""
@@ -285,8 +314,7 @@ class Graft(torch.optim.Optimizer):
             params += group["params"]
             gidx += [i] * len(group["params"])
         device, acc = self._device_and_dtype()
-        index = torch.tensor(gidx, dtype=torch.long).to(device, non_blocking=True)
-        return _group_norms(params, index, len(self.param_groups), acc)
+        return _group_norms(params, _onehot(gidx, len(self.param_groups), acc).to(device))
 
     def _collect(self) -> tuple[list[torch.Tensor], list[torch.Tensor], list[int]]:
         """Parameters with gradients, their gradients and their group index."""
@@ -401,19 +429,21 @@ def _sqrt_into(out: list[torch.Tensor], tensors: list[torch.Tensor]) -> None:
         torch._foreach_sqrt_(out)
 
 
+def _onehot(gidx: list[int], groups: int, dtype: torch.dtype) -> torch.Tensor:
+    """Matrix (groups, tensors) with a 1 where tensor t belongs to group g."""
+    out = torch.zeros(groups, len(gidx), dtype=dtype)
+    out[gidx, list(range(len(gidx)))] = 1.0
+    return out
+
+
 def _group_norms(
-    tensors: list[torch.Tensor],
-    index: torch.Tensor,
-    groups: int,
-    dtype: torch.dtype,
-    factor: torch.Tensor | None = None,
+    tensors: list[torch.Tensor], onehot: torch.Tensor, factor: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """L2 norm per group of ``factor_t * tensors[t]``; ``index[t]`` is the group of tensor t."""
-    sq = torch.stack(torch._foreach_norm(tensors)).to(dtype).square()
+    """L2 norm per group of ``factor_t * tensors[t]``; ``onehot`` maps tensors to groups."""
+    sq = torch.stack(torch._foreach_norm(tensors)).to(onehot.dtype).square()
     if factor is not None:
         sq = sq * factor.square()
-    out = torch.zeros(groups, dtype=dtype, device=index.device)
-    return out.index_add_(0, index, sq).sqrt()
+    return (onehot @ sq).sqrt()
 
 
 class SGDA(Graft):
