@@ -122,7 +122,8 @@ def resolve(
         if value is REQUIRED:
             raise ConfigError(key, REQUIRED, field.rule())
         out[key] = field.check(key, value)
-    _check_optimizer_options(out)
+    if "optimizer_options" in out:
+        _check_optimizer_options(out)
     return out
 
 
