@@ -1,0 +1,192 @@
+"""Mixture of Gaussians with Nagarajan & Kolter's gradient regulariser (``experiment: "mog"``).
+
+The game is the saturating minimax one: D maximises V = E log D(x) + E log(1 - D(G(z))), G
+minimises V + gd_reg * ||grad_D V||^2 (the norm over all of D's parameters, differentiated
+through: double backprop). ``gd_reg = 0`` is the plain GAN; any optimizer of ``trainers.optim``
+may drive either player.
+
+Updates (``updates``): ``alternating`` (default, as in N&K's script) takes a D step, then a G
+step against the updated D; each player's step draws its own fresh real and latent batches.
+``simultaneous`` computes both players' gradients at the same point from one batch, then steps
+both (the setting of N&K's analysis).
+
+Reports per evaluation: ``modes_covered``, ``modes_total``, ``hq_fraction``, ``mode_kl`` (see
+``trainers.metrics.modes``), measured on ``eval_samples`` samples from a latent batch fixed by
+the seed, and ``loss_d`` (-V), ``loss_g`` (G's loss without the regulariser), ``loss_gd_reg``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from trainers import losses, models, optim
+from trainers.config import Field
+from trainers.data import mog as data
+from trainers.experiments.base import Experiment
+from trainers.metrics.modes import mode_metrics, scatter_figure
+
+UPDATES = ("alternating", "simultaneous")
+EVAL_SEED_OFFSET = 1_000_003  # the evaluation latents come from seed + this offset
+FIGURE_SAMPLES = 2000
+
+FIELDS: dict[str, Field] = {
+    "model": Field("mog", str, choices=("mog",)),
+    "dataset": Field("ring8", str, choices=data.DATASETS),
+    "steps": Field(100_000, int, low=1, help="iterations (one D and one G step each)"),
+    "eval_every": Field(1000, int, low=1),
+    "checkpoint_every": Field(10_000, int, low=1),
+    "batch_size": Field(512, int, low=1),
+    "z_dim": Field(256, int, low=1),
+    "hidden": Field(128, int, low=1),
+    "init_gain": Field(0.8, float, positive=True, help="orthogonal init gain"),
+    "input_scale": Field(0.25, float, positive=True, help="D multiplies its input by this"),
+    "gd_reg": Field(0.5, float, low=0.0, help="eta of the GD-regulariser; 0 turns it off"),
+    "g_loss": Field("saturating", str, choices=tuple(losses.G_LOSSES)),
+    "updates": Field("alternating", str, choices=UPDATES),
+    "eval_samples": Field(10_000, int, low=1),
+    "mode_threshold": Field(
+        0.25, float, positive=True, help="a mode is covered at this fraction of 1/K of samples"
+    ),
+}
+
+# Adam as in N&K (lr 1e-4, betas (0.5, 0.999), eps 1e-8). sgda and nsgda: the best of a coarse
+# log-grid (1e-3 .. 1e-1) at 5k-10k steps with gd_reg 0.5, seeds 0-1 (see sweeps/mog_gdreg.py).
+_ADAM = {"lr_d": 1e-4, "lr_g": 1e-4, "optimizer_options": {"betas": [0.5, 0.999], "eps": 1e-8}}
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "adam": _ADAM,
+    "ada-nsgda": _ADAM,
+    "adadir": _ADAM,
+    "sgda": {"lr_d": 3e-2, "lr_g": 3e-2},
+    "nsgda": {"lr_d": 1e-2, "lr_g": 1e-2},
+    "graft": {"lr_d": 1e-4, "lr_g": 1e-4},
+}
+
+
+def optimizer_defaults(optimizer: str) -> dict[str, Any]:
+    """Per-optimizer defaults (learning rates, Adam's betas)."""
+    return {k: (dict(v) if isinstance(v, dict) else v) for k, v in _DEFAULTS[optimizer].items()}
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cpu``, ``cuda``, or ``auto`` (cuda when available)."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+class MixtureOfGaussians(Experiment):
+    """G and D of N&K's toy on a 2-D Gaussian mixture, trained on V (+ the GD-regulariser)."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        self.cfg = cfg
+        self.device = resolve_device(cfg["device"])
+        self.mixture = data.build(cfg["dataset"])
+        seed = cfg["seed"]
+        G, D = models.build(
+            cfg["model"],
+            z_dim=cfg["z_dim"],
+            hidden=cfg["hidden"],
+            init_gain=cfg["init_gain"],
+            input_scale=cfg["input_scale"],
+            seed=seed,
+        )
+        self.players = {"G": G.to(self.device), "D": D.to(self.device)}
+        self.optimizers = {
+            "G": self._optimizer(G, cfg["lr_g"]),
+            "D": self._optimizer(D, cfg["lr_d"]),
+        }
+        self.rng = torch.Generator().manual_seed(seed)
+        self.batch_size = cfg["batch_size"]
+        self.eta = cfg["gd_reg"]
+        self.g_loss = losses.G_LOSSES[cfg["g_loss"]]
+        self._samples: torch.Tensor | None = None
+
+    def _optimizer(self, module: torch.nn.Module, lr: float) -> optim.Graft:
+        cfg = self.cfg
+        return optim.build(
+            cfg["optimizer"], module, lr, cfg["granularity"], **cfg["optimizer_options"]
+        )
+
+    # -- training ------------------------------------------------------------------------------
+
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """A real batch and a latent batch, drawn from ``self.rng`` on the CPU."""
+        x = self.mixture.sample(self.batch_size, self.rng)
+        z = torch.randn(self.batch_size, self.cfg["z_dim"], generator=self.rng)
+        return x.to(self.device), z.to(self.device)
+
+    def _d_grads(self, x: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """Set D's gradients of -V (fake detached); return -V."""
+        D = self.players["D"]
+        loss = losses.d_loss(D(x), D(fake.detach()))
+        _set_grads(D, torch.autograd.grad(loss, list(D.parameters())))
+        return loss.detach()
+
+    def _g_grads(self, x: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Set G's gradients of its loss + eta ||grad_D V||^2; return both terms."""
+        G, D = self.players["G"], self.players["D"]
+        fake_logits = D(fake)
+        loss = self.g_loss(fake_logits)
+        out = {"loss_g": loss.detach()}
+        if self.eta > 0:
+            value = losses.minimax_value(D(x), fake_logits)
+            reg = losses.gd_regularizer(value, D, self.eta)
+            loss = loss + reg
+            out["loss_gd_reg"] = reg.detach()
+        _set_grads(G, torch.autograd.grad(loss, list(G.parameters())))
+        return out
+
+    def train_step(self) -> dict[str, torch.Tensor]:
+        G = self.players["G"]
+        if self.cfg["updates"] == "alternating":
+            x, z = self._batch()
+            loss_d = self._d_grads(x, G(z))
+            self.optimizers["D"].step()
+            x, z = self._batch()
+            out = self._g_grads(x, G(z))
+            self.optimizers["G"].step()
+        else:
+            x, z = self._batch()
+            fake = G(z)
+            loss_d = self._d_grads(x, fake)
+            out = self._g_grads(x, fake)
+            self.optimizers["D"].step()
+            self.optimizers["G"].step()
+        return {"loss_d": loss_d, **out}
+
+    # -- evaluation ----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def samples(self, n: int) -> torch.Tensor:
+        """``n`` generated points from latents fixed by the seed (the same at every evaluation)."""
+        gen = torch.Generator().manual_seed(self.cfg["seed"] + EVAL_SEED_OFFSET)
+        z = torch.randn(n, self.cfg["z_dim"], generator=gen)
+        return self.players["G"](z.to(self.device)).cpu()
+
+    def evaluate(self, final: bool) -> dict[str, Any]:
+        self._samples = self.samples(self.cfg["eval_samples"])
+        m = self.mixture
+        metrics = mode_metrics(
+            self._samples, m.centres, m.std, threshold=self.cfg["mode_threshold"]
+        )
+        metrics.pop("mode_counts")
+        return {**metrics, "modes_total": m.num_modes}
+
+    def figures(self) -> dict[str, Any]:
+        if self._samples is None:
+            return {}
+        m, cfg = self.mixture, self.cfg
+        title = f"{cfg['optimizer']} gd_reg={cfg['gd_reg']:g} seed {cfg['seed']}"
+        return {"samples": scatter_figure(self._samples[:FIGURE_SAMPLES], m.centres, m.std, title)}
+
+
+def _set_grads(module: torch.nn.Module, grads: tuple[torch.Tensor, ...]) -> None:
+    for p, g in zip(module.parameters(), grads):
+        p.grad = g
+
+
+def build(cfg: dict[str, Any]) -> MixtureOfGaussians:
+    """The experiment of a resolved config."""
+    return MixtureOfGaussians(cfg)
