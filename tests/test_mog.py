@@ -220,3 +220,20 @@ def test_report_names_and_figure():
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=40)
     assert buf.getvalue()[:4] == b"\x89PNG"
+
+
+def test_study_table_summarises_seeds():
+    from sweeps.mog_gdreg import summarise, trial_config
+
+    results = []
+    for eta, modes in ((0.0, [1, 2, 1]), (0.5, [8, 8, 7])):
+        for seed, m in enumerate(modes):
+            last = {"modes_covered": m, "modes_total": 8, "hq_fraction": m / 10, "mode_kl": 0.1}
+            results.append(
+                (trial_config("adam", eta, seed, 100), {**last, "time_s": 1, "step": 100})
+            )
+    table = summarise(results).splitlines()
+    assert len(table) == 4 and table[0].startswith("| optimizer")
+    assert "| adam | 0.0001 | 0 | 1.3 ± 0.6 / 8 (1, 2, 1) | 0/3 |" in table[2]
+    assert "| adam | 0.0001 | 0.5 | 7.7 ± 0.6 / 8 (8, 8, 7) | 2/3 |" in table[3]
+    assert table[3].endswith("| 10.0 |")
