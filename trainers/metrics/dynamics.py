@@ -21,7 +21,7 @@ from trainers.optim import Graft
 
 def grad_norm_sum(module: nn.Module) -> float:
     """Sum of the L2 norms of the module's parameter gradients (0 when there are none)."""
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    grads = [p.grad.detach() for p in module.parameters() if p.grad is not None]
     if not grads:
         return 0.0
     return float(torch.stack(torch._foreach_norm(grads)).double().sum())

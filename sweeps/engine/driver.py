@@ -1,0 +1,207 @@
+"""Run a declared ``Sweep`` on Ray Tune: the command line every ``sweeps/*.py`` script shares.
+
+    python sweeps/NAME.py [--smoke] [--address ADDR] [--storage URI] [--resume]
+                          [--max-concurrent N] [--num-cpus N]
+
+Everything is validated before Ray starts or a file is written; a bad value exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sweeps.engine.spec import Sweep, SweepError
+
+EXIT_BAD_INPUT = 2
+DEFAULT_STORAGE = "runs"
+
+
+@dataclass
+class Outcome:
+    """What ``run`` returns: the exit code, the experiment path and the comparison table."""
+
+    code: int
+    path: str | None = None
+    table: object | None = None  # pandas.DataFrame
+    trials: object | None = None  # pandas.DataFrame
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Run this sweep on Ray Tune (+ Optuna).")
+    p.add_argument("--smoke", action="store_true", help="a tiny version that runs in a minute")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: local Ray)")
+    p.add_argument(
+        "--storage", default=None, help=f"local dir or URI (default: {DEFAULT_STORAGE}/)"
+    )
+    p.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
+    p.add_argument(
+        "--max-concurrent", type=int, default=None, help="trials at once (default: all that fit)"
+    )
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (default: all)")
+    return p.parse_args(argv)
+
+
+def smoke_version(sweep: Sweep, smoke: Callable[[Sweep], Sweep]) -> Sweep:
+    """The script's smoke sweep, named ``<name>_smoke`` so it never mixes with the real one."""
+    from dataclasses import replace
+
+    return replace(smoke(sweep), name=f"{sweep.name}_smoke")
+
+
+def storage_path(storage: str | None) -> str:
+    """An absolute local path or a URI, as Tune wants it."""
+    value = storage or DEFAULT_STORAGE
+    return value if "://" in value else os.path.abspath(value)
+
+
+def experiment_exists(storage: str, name: str) -> bool:
+    import pyarrow.fs
+
+    fs, root = pyarrow.fs.FileSystem.from_uri(storage if "://" in storage else "file://" + storage)
+    info = fs.get_file_info(f"{root.rstrip('/')}/{name}")
+    return info.type != pyarrow.fs.FileType.NotFound
+
+
+def _check_resources(sweep: Sweep, remote: bool) -> None:
+    """Refuse trials that no node of the cluster can ever hold (locally; warn on a cluster that
+    may autoscale)."""
+    import ray
+
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    cpu, gpu = sweep.resources.cpu, sweep.resources.gpu
+    if any(r.get("CPU", 0) >= cpu and r.get("GPU", 0) >= gpu for r in nodes):
+        return
+    need = f"cpu={sweep.resources.cpu}, gpu={sweep.resources.gpu}"
+    have = "; ".join(f"cpu={r.get('CPU', 0):g}, gpu={r.get('GPU', 0):g}" for r in nodes)
+    message = f"a trial needs {need} but no node has that (nodes: {have})"
+    if remote:
+        print(
+            f"warning: {message}; trials wait until the autoscaler adds such a node",
+            file=sys.stderr,
+        )
+    else:
+        raise SweepError(message)
+
+
+def run(
+    sweep: Sweep,
+    argv: Sequence[str] | None = None,
+    smoke: Callable[[Sweep], Sweep] | None = None,
+) -> Outcome:
+    """Validate, start (or resume) the Tune experiment, print and save the comparison table."""
+    args = parse_args(argv)
+    try:
+        if args.smoke:
+            if smoke is None:
+                raise SweepError("this sweep has no --smoke version")
+            sweep = smoke_version(sweep, smoke)
+        if args.max_concurrent is not None and args.max_concurrent < 1:
+            raise SweepError(f"--max-concurrent {args.max_concurrent}: must be >= 1")
+        sweep.validate()
+        storage = storage_path(args.storage)
+        exists = experiment_exists(storage, sweep.name)
+        if args.resume and not exists:
+            raise SweepError(f"--resume: there is no sweep {sweep.name!r} under {storage}")
+        if exists and not args.resume:
+            raise SweepError(
+                f"{storage}/{sweep.name} already exists: pass --resume to continue it, "
+                "or --storage for a fresh place"
+            )
+    except SweepError as e:
+        print(f"gansweep: {e}", file=sys.stderr)
+        return Outcome(EXIT_BAD_INPUT)
+
+    import ray
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "16")
+    ray.init(
+        address=args.address,
+        num_cpus=args.num_cpus if args.address is None else None,
+        include_dashboard=False if args.address is None else None,
+        logging_level="WARNING",
+        ignore_reinit_error=True,
+    )
+    try:
+        _check_resources(sweep, remote=args.address is not None)
+    except SweepError as e:
+        print(f"gansweep: {e}", file=sys.stderr)
+        return Outcome(EXIT_BAD_INPUT)
+    return _fit(sweep, storage, args)
+
+
+def _fit(sweep: Sweep, storage: str, args: argparse.Namespace) -> Outcome:
+    from ray import tune
+
+    from sweeps.engine import summary
+    from sweeps.engine.searcher import OBJECTIVE, CellSearcher
+    from sweeps.engine.trainable import make_trainable
+
+    trainable = tune.with_resources(
+        make_trainable(sweep.metric, sweep.penalty),
+        {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu},
+    )
+    path = f"{storage.rstrip('/')}/{sweep.name}"
+    if args.resume:
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
+    else:
+        reporter = tune.CLIReporter(
+            parameter_columns=["optimizer", "dataset", "lr_d", "lr_g", "seed"],
+            metric_columns=["step", OBJECTIVE, "diverged"],
+            max_report_frequency=30,
+        )
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=CellSearcher(sweep),
+                num_samples=-1,
+                max_concurrent_trials=args.max_concurrent,
+                trial_name_creator=_trial_name,
+                trial_dirname_creator=_trial_name,
+            ),
+            run_config=tune.RunConfig(
+                name=sweep.name,
+                storage_path=storage,
+                failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                progress_reporter=reporter,
+                verbose=1,
+            ),
+        )
+    results = tuner.fit()
+    trials = summary.trial_rows(results, sweep.metric, sweep.penalty)
+    table = summary.comparison(trials)
+    text = summary.markdown(table, sweep.metric)
+    print(f"\n{sweep.name}: {len(trials)} trials; best step size per cell (metric {sweep.metric}):")
+    print(text)
+    _save(path, "summary.json", json.dumps(json.loads(table.to_json(orient="records")), indent=1))
+    _save(path, "summary.md", text + "\n")
+    return Outcome(0, path, table, trials)
+
+
+def _trial_name(trial) -> str:
+    """Short, readable trial names: <cell>_s<seed>_<id>."""
+    cell = str(trial.config.get("sweep_cell", "trial")).replace("/", "-")
+    return f"{cell}_s{trial.config.get('seed')}_{trial.trial_id}"
+
+
+def _save(directory: str, name: str, text: str) -> None:
+    """Write a small text file into the experiment directory (local or URI), atomically."""
+    import pyarrow.fs
+
+    uri = directory if "://" in directory else "file://" + directory
+    fs, root = pyarrow.fs.FileSystem.from_uri(uri)
+    tmp = f"{root}/.{name}.tmp"
+    with fs.open_output_stream(tmp) as f:
+        f.write(text.encode())
+    fs.move(tmp, f"{root}/{name}")
+
+
+def main(sweep: Sweep, smoke: Callable[[Sweep], Sweep] | None = None) -> None:
+    """Entry point of a sweep script: run and exit with the outcome's code."""
+    sys.exit(run(sweep, smoke=smoke).code)

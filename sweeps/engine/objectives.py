@@ -1,0 +1,63 @@
+"""The values a sweep minimises, computed from a trial's final report.
+
+Every objective is minimised. A seed that diverged (or failed for good) counts as the
+objective's ``penalty``, never as a missing value, so a step size that diverges for some seeds
+is ranked by what it costs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A named function of the final report, its penalty and what it means."""
+
+    name: str
+    value: Callable[[dict[str, Any]], float]
+    penalty: float
+    meaning: str
+
+    def of(self, report: dict[str, Any] | None, penalty: float | None = None) -> float:
+        """The objective of a final report; the penalty when it diverged, failed or is missing."""
+        pen = self.penalty if penalty is None else penalty
+        if not report or report.get("diverged"):
+            return pen
+        try:
+            value = float(self.value(report))
+        except (KeyError, TypeError, ValueError):
+            return pen
+        return value if math.isfinite(value) else pen
+
+
+def _fid(r: dict[str, Any]) -> float:
+    return r["fid"]
+
+
+def _miss_both(r: dict[str, Any]) -> float:
+    return 0.0 if r["verdict"] == "both" else 1.0
+
+
+def _modes_missed(r: dict[str, Any]) -> float:
+    return 1.0 - r["modes_covered"] / r["modes_total"]
+
+
+OBJECTIVES: dict[str, Objective] = {
+    o.name: o
+    for o in (
+        Objective("fid", _fid, 500.0, "final FID (a diverged seed counts as 500)"),
+        Objective(
+            "miss_both", _miss_both, 1.0, "1 unless the generator learnt both modes separately"
+        ),
+        Objective(
+            "modes_missed",
+            _modes_missed,
+            1.0,
+            "share of the mixture's modes not covered at the end",
+        ),
+    )
+}

@@ -1,0 +1,175 @@
+"""What a sweep declares: cells (optimizer x dataset x variant), step-size search, seeds, budget.
+
+A ``Sweep`` is plain data; ``validate`` checks all of it (and every cell's trainer config)
+before anything starts, raising ``SweepError`` with the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from trainers import experiments, optim
+from trainers.config import ConfigError
+
+SEARCHERS = ("grid", "tpe")
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class SweepError(ValueError):
+    """A sweep declaration or command-line value is not allowed (exit code 2)."""
+
+
+def log_grid(low: float, high: float, points: int) -> list[float]:
+    """``points`` values evenly spaced in log space from ``low`` to ``high`` inclusive."""
+    if not (low > 0 and high >= low and points >= 1):
+        raise SweepError(f"log_grid({low}, {high}, {points}): need 0 < low <= high and points >= 1")
+    if points == 1:
+        return [float(low)]
+    return [float(v) for v in np.logspace(math.log10(low), math.log10(high), points)]
+
+
+@dataclass(frozen=True)
+class StepSizes:
+    """The step-size search of one cell: a grid (the paper's protocol) or a log-uniform range.
+
+    ``ratios`` is the optional lr_D / lr_G axis (a grid); lr_d = lr * ratio, lr_g = lr.
+    """
+
+    grid: tuple[float, ...] = ()
+    low: float | None = None
+    high: float | None = None
+    trials: int = 0  # tpe: how many step sizes to try
+    ratios: tuple[float, ...] = (1.0,)
+
+    @property
+    def searcher(self) -> str:
+        return "grid" if self.grid else "tpe"
+
+    def size(self) -> int:
+        """Number of suggested configs (before seeds)."""
+        return len(self.grid) * len(self.ratios) if self.grid else self.trials
+
+    def check(self, where: str) -> None:
+        values = list(self.grid) + [v for v in (self.low, self.high) if v is not None]
+        values += list(self.ratios)
+        bad = [
+            v for v in values if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0)
+        ]
+        if bad:
+            raise SweepError(
+                f"{where}: step sizes and ratios must be finite and > 0, got {bad[0]!r}"
+            )
+        if self.grid:
+            if self.low is not None or self.high is not None:
+                raise SweepError(f"{where}: give either a grid or a range (low, high), not both")
+            return
+        if self.low is None or self.high is None:
+            raise SweepError(f"{where}: no step sizes: give grid=[...] or low, high and trials")
+        if self.low >= self.high:
+            raise SweepError(f"{where}: lr range low={self.low} must be below high={self.high}")
+        if self.trials < 1:
+            raise SweepError(f"{where}: a range search needs trials >= 1, got {self.trials}")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (optimizer, dataset, variant) cell: its own Optuna study over the step size."""
+
+    optimizer: str
+    lrs: StepSizes
+    dataset: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)  # fixed trainer-config keys
+    label: str | None = None  # shown in tables; default "optimizer[/dataset]"
+
+    @property
+    def name(self) -> str:
+        if self.label:
+            return self.label
+        return self.optimizer + (f"/{self.dataset}" if self.dataset else "")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one trial needs: CPUs and a GPU share (0.25 packs four trials on one GPU)."""
+
+    cpu: float = 1.0
+    gpu: float = 0.0
+
+    def check(self) -> None:
+        if not (self.cpu > 0 and math.isfinite(self.cpu)):
+            raise SweepError(f"resources: cpu={self.cpu!r} must be > 0")
+        if not (self.gpu >= 0 and math.isfinite(self.gpu)):
+            raise SweepError(f"resources: gpu={self.gpu!r} must be >= 0")
+        if self.gpu > 1 and self.gpu != int(self.gpu):
+            raise SweepError(f"resources: gpu={self.gpu!r}: a share above 1 must be whole GPUs")
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A whole study: one Tune experiment, one Optuna study per cell, every config x seeds."""
+
+    name: str
+    experiment: str
+    cells: Sequence[Cell]
+    seeds: Sequence[int]
+    metric: str  # an objective name from sweeps.engine.objectives
+    fixed: dict[str, Any] = field(default_factory=dict)  # trainer-config keys for every cell
+    resources: Resources = Resources()
+    penalty: float | None = None  # objective of a diverged/failed seed; None: the objective's
+    max_failures: int = 2
+    sampler_seed: int = 0
+
+    def validate(self) -> None:
+        """Raise SweepError for anything that would fail later; touches no file."""
+        from sweeps.engine.objectives import OBJECTIVES
+
+        if not NAME_RE.match(self.name):
+            raise SweepError(f"sweep name {self.name!r}: use letters, digits, '_', '-', '.'")
+        if self.experiment not in experiments.EXPERIMENTS:
+            raise SweepError(
+                f"experiment {self.experiment!r} is unknown; allowed: "
+                + ", ".join(experiments.EXPERIMENTS)
+            )
+        if self.metric not in OBJECTIVES:
+            raise SweepError(f"metric {self.metric!r} is unknown; allowed: {', '.join(OBJECTIVES)}")
+        if not self.cells:
+            raise SweepError("a sweep needs at least one cell (optimizer)")
+        if len(self.seeds) == 0:
+            raise SweepError("seeds is empty: a sweep needs at least one seed")
+        if len(set(self.seeds)) != len(self.seeds) or any(
+            not isinstance(s, int) or s < 0 for s in self.seeds
+        ):
+            raise SweepError(f"seeds {list(self.seeds)!r} must be distinct integers >= 0")
+        names = [c.name for c in self.cells]
+        if len(set(names)) != len(names):
+            raise SweepError(f"cell names must be distinct (set label=...): {names}")
+        self.resources.check()
+        for cell in self.cells:
+            if cell.optimizer not in optim.NAMES:
+                raise SweepError(
+                    f"cell {cell.name!r}: unknown optimizer {cell.optimizer!r}; "
+                    f"allowed: {', '.join(optim.NAMES)}"
+                )
+            cell.lrs.check(f"cell {cell.name!r}")
+            lr = cell.lrs.grid[0] if cell.lrs.grid else cell.lrs.low
+            try:
+                experiments.resolve_config(self.trial_config(cell, lr, cell.lrs.ratios[0], 0))
+            except ConfigError as e:
+                raise SweepError(f"cell {cell.name!r}: {e}") from None
+
+    def trial_config(self, cell: Cell, lr: float, ratio: float, seed: int) -> dict[str, Any]:
+        """The trainer config of one trial (before defaults are filled in)."""
+        config = {"experiment": self.experiment, **self.fixed, **cell.overrides}
+        config.update(optimizer=cell.optimizer, seed=seed, lr_d=lr * ratio, lr_g=lr)
+        if cell.dataset is not None:
+            config["dataset"] = cell.dataset
+        return config
+
+    def total_trials(self) -> int:
+        return sum(c.lrs.size() for c in self.cells) * len(self.seeds)

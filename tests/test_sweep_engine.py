@@ -1,0 +1,103 @@
+"""The sweep engine on a real local Ray with real Optuna studies (tiny bimodal trials)."""
+
+from __future__ import annotations
+
+import glob
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sweeps.engine import Cell, StepSizes, Sweep, SweepError, run
+from sweeps.engine.driver import EXIT_BAD_INPUT
+
+SHORT = {"steps": 300, "eval_every": 100, "checkpoint_every": 100}
+
+
+def tiny_sweep(name: str = "tiny", **changes) -> Sweep:
+    fields = dict(
+        name=name,
+        experiment="bimodal",
+        metric="miss_both",
+        seeds=[0, 1],
+        fixed=SHORT,
+        cells=[
+            Cell("sgda", StepSizes(grid=(0.1, 1.0))),
+            Cell("nsgda", StepSizes(grid=(1e-3, 1e-2))),
+        ],
+    )
+    fields.update(changes)
+    return Sweep(**fields)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    storage = tmp_path_factory.mktemp("runs")
+    outcome = run(tiny_sweep(), ["--storage", str(storage), "--num-cpus", "2"])
+    return storage, outcome
+
+
+def test_every_config_runs_once_per_seed_and_the_table_is_complete(finished):
+    _, outcome = finished
+    assert outcome.code == 0
+    trials = outcome.trials
+    assert len(trials) == 8
+    assert sorted(trials.groupby(["cell", "lr_g"]).size().tolist()) == [2, 2, 2, 2]
+    assert set(trials["seed"]) == {0, 1}
+    assert (trials["step"] == 300).all() | trials["diverged"].any()
+    assert set(outcome.table["cell"]) == {"sgda", "nsgda"}
+    assert (outcome.table["n"] == 2).all()
+
+
+def test_each_study_is_told_the_mean_over_seeds(finished):
+    storage, outcome = finished
+    state_files = glob.glob(str(Path(outcome.path) / "searcher-state-*.pkl"))
+    assert state_files, "Tune saved no searcher state"
+    with open(max(state_files), "rb") as f:
+        state = pickle.load(f)
+    trials = outcome.trials
+    for cell, study in state["studies"].items():
+        done = [t for t in study.trials if t.value is not None]
+        assert len(done) == 2
+        for t in done:
+            same = np.isclose(trials["lr_g"], t.params["lr"], rtol=1e-12)
+            seeds = trials[(trials["cell"] == cell) & same]
+            assert len(seeds) == 2
+            assert t.value == pytest.approx(seeds["objective"].mean())
+
+
+def test_rerun_without_resume_refuses_and_resume_reruns_nothing(finished, capsys):
+    storage, outcome = finished
+    assert run(tiny_sweep(), ["--storage", str(storage)]).code == EXIT_BAD_INPUT
+    assert "--resume" in capsys.readouterr().err
+    again = run(tiny_sweep(), ["--storage", str(storage), "--resume", "--num-cpus", "2"])
+    assert again.code == 0
+    assert len(again.trials) == 8
+    assert again.trials["objective"].tolist() == outcome.trials["objective"].tolist()
+
+
+@pytest.mark.parametrize(
+    "sweep, words",
+    [
+        (tiny_sweep(cells=[Cell("adamw", StepSizes(grid=(1e-3,)))]), "unknown optimizer 'adamw'"),
+        (tiny_sweep(seeds=[]), "seeds is empty"),
+        (tiny_sweep(cells=[Cell("adam", StepSizes(grid=(0.0, 1e-3)))]), "must be finite and > 0"),
+        (
+            tiny_sweep(cells=[Cell("adam", StepSizes(low=1e-2, high=1e-3, trials=3))]),
+            "must be below",
+        ),
+        (tiny_sweep(metric="accuracy"), "metric 'accuracy' is unknown"),
+        (tiny_sweep(fixed={**SHORT, "gamma": 2.0}), "config key 'gamma'"),
+    ],
+)
+def test_bad_sweeps_exit_2_before_anything_is_written(tmp_path, capsys, sweep, words):
+    storage = tmp_path / "runs"
+    assert run(sweep, ["--storage", str(storage)]).code == EXIT_BAD_INPUT
+    assert words in capsys.readouterr().err
+    assert not storage.exists()
+
+
+def test_validate_raises_sweep_error():
+    with pytest.raises(SweepError, match="unknown optimizer"):
+        tiny_sweep(cells=[Cell("sgd", StepSizes(grid=(1e-3,)))]).validate()
