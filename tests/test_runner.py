@@ -1,0 +1,107 @@
+"""The plain-process runner contract: python -m trainers run CONFIG --out DIR."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CONFIG = {
+    "experiment": "bimodal",
+    "optimizer": "nsgda",
+    "seed": 3,
+    "steps": 4000,
+    "eval_every": 100,
+    "checkpoint_every": 500,
+}
+
+
+def cli(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "trainers", *args], capture_output=True, text=True, timeout=600, **kw
+    )
+
+
+def rows(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def comparable(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k != "time_s"}
+
+
+def test_killed_run_resumes_to_the_same_rows_without_duplicates(tmp_path):
+    straight = tmp_path / "straight"
+    done = cli("run", json.dumps(CONFIG), "--out", str(straight), "--quiet")
+    assert done.returncode == 0, done.stderr
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trainers", "run", json.dumps(CONFIG), "--out", str(killed)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((killed / "checkpoints").glob("step_*")):
+        time.sleep(0.05)
+    time.sleep(0.3)  # let it write a few rows past the checkpoint
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = rows(killed)
+    assert 0 < len(partial) < 40, "the run was not interrupted mid-way"
+
+    resumed = cli("run", json.dumps(CONFIG), "--out", str(killed), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = rows(straight), rows(killed)
+    assert [r["step"] for r in b] == list(range(100, 4001, 100))
+    assert [comparable(r) for r in a] == [comparable(r) for r in b]
+
+    again = cli("run", json.dumps(CONFIG), "--out", str(killed), "--quiet")
+    assert again.returncode == 0
+    assert len(rows(killed)) == 40  # a finished trial rerun adds nothing
+
+
+def test_trial_json_records_config_commit_and_versions(tmp_path):
+    out = tmp_path / "t"
+    config = {**CONFIG, "steps": 200}
+    assert cli("run", json.dumps(config), "--out", str(out), "--quiet").returncode == 0
+    trial = json.loads((out / "trial.json").read_text())
+    assert trial["config"]["steps"] == 200 and trial["config"]["d"] == 100  # defaults filled in
+    assert trial["git_commit"]
+    assert trial["versions"]["torch"].startswith("2.")
+
+
+def test_bad_config_exits_2_naming_key_and_value(tmp_path):
+    out = tmp_path / "bad"
+    result = cli("run", json.dumps({**CONFIG, "optimizer": "adamw"}), "--out", str(out))
+    assert result.returncode == 2
+    assert (
+        "'optimizer'" in result.stderr and "'adamw'" in result.stderr and "nsgda" in result.stderr
+    )
+    assert not out.exists()
+    result = cli("run", '{"experiment": "bimodal", "seed": 0}', "--out", str(out))
+    assert result.returncode == 2 and "'optimizer'" in result.stderr and "missing" in result.stderr
+    result = cli("run", "{not json", "--out", str(out))
+    assert result.returncode == 2 and "valid JSON" in result.stderr
+
+
+def test_a_different_config_in_the_same_dir_is_refused_and_nothing_changes(tmp_path):
+    out = tmp_path / "t"
+    config = {**CONFIG, "steps": 200}
+    assert cli("run", json.dumps(config), "--out", str(out), "--quiet").returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    result = cli("run", json.dumps({**config, "seed": 4}), "--out", str(out))
+    assert result.returncode == 2 and "'seed'" in result.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_config_file_path_works_like_inline_json(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({**CONFIG, "steps": 100}))
+    result = cli("run", str(path), "--out", str(tmp_path / "o"), "--quiet", env={**os.environ})
+    assert result.returncode == 0
+    assert len(rows(tmp_path / "o")) == 1
