@@ -10,7 +10,7 @@ from typing import Any
 from trainers.config import REQUIRED, ConfigError, common_fields, resolve
 from trainers.experiments.base import Experiment
 
-EXPERIMENTS: tuple[str, ...] = ("bimodal", "mog")
+EXPERIMENTS: tuple[str, ...] = ("bimodal", "mog", "dcgan", "wgangp")
 
 
 def module(name: str) -> ModuleType:

@@ -14,6 +14,8 @@ from torch import nn
 MODELS: dict[str, str] = {
     "bimodal": "trainers.models.bimodal",
     "mog": "trainers.models.mog",
+    "dcgan": "trainers.models.dcgan",
+    "wgangp_resnet": "trainers.models.wgangp_resnet",
 }
 
 

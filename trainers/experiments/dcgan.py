@@ -1,0 +1,69 @@
+"""DCGAN on CIFAR-10 at 32 px (``experiment: "dcgan"``), the paper's Fig. 1.
+
+Non-saturating loss; one D step then one G step per iteration, each on its own batch of 64;
+Adam(2e-4, betas (0.5, 0.999)) as in Radford et al.; 100 epochs of CIFAR-10 at batch 64
+(78,125 steps); constant step sizes. Fig. 1 varies lr_d / lr_g on a log grid.
+Reports ``loss_d`` (-V) and ``loss_g``, plus the FID columns of ``trainers.experiments.image_gan``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from trainers import losses, models
+from trainers.config import Field
+from trainers.experiments.image_gan import ImageGAN, check_image_config, image_fields, set_grads
+
+FIELDS: dict[str, Field] = image_fields(
+    "dcgan", z_dim=100, steps=78_125, lr_decay="none", n_dis=1, decay_steps=None
+)
+
+_ADAM = {"lr_d": 2e-4, "lr_g": 2e-4, "optimizer_options": {"betas": [0.5, 0.999]}}
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "adam": _ADAM,
+    "ada-nsgda": _ADAM,
+    "adadir": _ADAM,
+    "sgda": {"lr_d": 1e-2, "lr_g": 1e-2},
+    "nsgda": {"lr_d": 1e-2, "lr_g": 1e-2},
+    "graft": {"lr_d": 2e-4, "lr_g": 2e-4},
+}
+
+
+def optimizer_defaults(optimizer: str) -> dict[str, Any]:
+    """Per-optimizer defaults (step sizes, Adam's betas)."""
+    return {k: (dict(v) if isinstance(v, dict) else v) for k, v in _DEFAULTS[optimizer].items()}
+
+
+def check_config(cfg: dict[str, Any]) -> None:
+    check_image_config(cfg, (32,))
+
+
+class DCGAN(ImageGAN):
+    """Radford-style G and D (``trainers.models.dcgan``) on the non-saturating loss."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        G, D = models.build(cfg["model"], z_dim=cfg["z_dim"], width=cfg["width"], seed=cfg["seed"])
+        super().__init__(cfg, G, D)
+
+    def train_step(self) -> dict[str, torch.Tensor]:
+        self.apply_lr()
+        G, D, n = self.players["G"], self.players["D"], self.batch_size
+        for _ in range(self.cfg["n_dis"]):
+            real = self.real(n)
+            with torch.no_grad():
+                fake = G(self.latents(n))
+            loss_d = losses.d_loss(D(real), D(fake))
+            set_grads(D, loss_d)
+            self.optimizers["D"].step()
+        loss_g = losses.g_loss_nonsaturating(D(G(self.latents(n))))
+        set_grads(G, loss_g)
+        self.optimizers["G"].step()
+        self.g_steps += 1
+        return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}
+
+
+def build(cfg: dict[str, Any]) -> DCGAN:
+    """The experiment of a resolved config."""
+    return DCGAN(cfg)

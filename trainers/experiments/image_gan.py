@@ -1,0 +1,244 @@
+"""What the image GAN experiments share: data, FID evaluation, lr decay, sample grids.
+
+Subclasses (``dcgan``, ``wgangp``) build the networks and implement ``train_step``. Every
+evaluation reports ``fid``, ``fid_best``, ``kid`` and the protocol columns ``fid_num_gen``,
+``fid_ref``, ``fid_mode``, ``fid_extractor`` (see ``trainers.metrics.fid``). FID uses
+``fid_num_gen`` samples during training and ``fid_num_gen_final`` at the last evaluation,
+from latents fixed by the seed, with the generator in eval mode (batch-norm running stats).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainers import optim
+from trainers.config import ConfigError, Field
+from trainers.data import images as data
+from trainers.experiments.base import Experiment
+from trainers.metrics import fid as fidlib
+
+EVAL_SEED_OFFSET = 1_000_003  # FID latents come from seed + this offset
+GRID_SEED_OFFSET = 2_000_003  # sample-grid latents
+GRID_SIZE = 64
+LR_DECAYS = ("linear", "none")
+EXTRACTORS = (fidlib.INCEPTION_NAME, "randconv")
+
+
+def image_fields(
+    model: str, z_dim: int, steps: int, lr_decay: str, n_dis: int, decay_steps: int | None
+) -> dict[str, Field]:
+    """Config keys of an image experiment, with that experiment's defaults."""
+    return {
+        "model": Field(model, str, choices=(model,)),
+        "dataset": Field("cifar10", str, choices=data.DATASETS),
+        "data_path": Field(None, str, nullable=True, help="data root, or the folder/zip"),
+        "resolution": Field(None, int, nullable=True, help="null: the dataset's own (32 px)"),
+        "generated_size": Field(1024, int, low=2, help="images of the 'generated' dataset"),
+        "batch_size": Field(64, int, low=1, help="D's batch; kimg counts G steps x this"),
+        "z_dim": Field(z_dim, int, low=1),
+        "width": Field(1.0, float, positive=True, help="channel multiplier; 1 is the paper's"),
+        "steps": Field(steps, int, low=1, help="generator steps"),
+        "n_dis": Field(n_dis, int, low=1, help="D steps per G step"),
+        "lr_decay": Field(lr_decay, str, choices=LR_DECAYS),
+        "lr_decay_steps": Field(
+            decay_steps, int, low=1, nullable=True, help="linear decay reaches 0 here; null: steps"
+        ),
+        "eval_every": Field(1000, int, low=1),
+        "eval_every_kimg": Field(None, float, positive=True, nullable=True, help="overrides"),
+        "checkpoint_every": Field(5000, int, low=1),
+        "fid_num_gen": Field(5000, int, low=2, help="generated samples for FID while training"),
+        "fid_num_gen_final": Field(50_000, int, low=2, help="at the last evaluation"),
+        "fid_num_ref": Field(None, int, low=2, nullable=True, help="null: the whole split"),
+        "fid_extractor": Field(fidlib.INCEPTION_NAME, str, choices=EXTRACTORS),
+        "fid_inception_path": Field(None, str, nullable=True),
+        "fid_cache": Field(None, str, nullable=True, help="null: $GANSWEEP_FID_CACHE or ~/.cache"),
+        "fid_batch_size": Field(200, int, low=1),
+        "fid_workers": Field(4, int, low=1, help="threads resizing images for Inception"),
+    }
+
+
+def resolution_of(cfg: dict[str, Any]) -> int:
+    """The image size: the config's, else the dataset's own, else 32."""
+    return cfg["resolution"] or data.NATIVE_RESOLUTION.get(cfg["dataset"], 32)
+
+
+def check_image_config(cfg: dict[str, Any], resolutions: tuple[int, ...]) -> None:
+    """Cross-key checks; turns ``eval_every_kimg`` into ``eval_every`` (steps)."""
+    res = resolution_of(cfg)
+    if res not in resolutions:
+        allowed = ", ".join(map(str, resolutions))
+        raise ConfigError("resolution", res, f"one of {allowed} for model {cfg['model']!r}")
+    native = data.NATIVE_RESOLUTION.get(cfg["dataset"])
+    if native is not None and res != native:
+        raise ConfigError("resolution", res, f"{native} or null for dataset {cfg['dataset']!r}")
+    if cfg["dataset"] == "folder" and not cfg["data_path"]:
+        raise ConfigError("data_path", None, "the image folder or zip for dataset 'folder'")
+    if cfg["eval_every_kimg"] is not None:
+        cfg["eval_every"] = max(1, round(cfg["eval_every_kimg"] * 1000 / cfg["batch_size"]))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def set_grads(module: nn.Module, loss: torch.Tensor) -> None:
+    """Set ``module``'s .grad to d loss / d params (other modules' .grad untouched)."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p, g in zip(params, torch.autograd.grad(loss, params)):
+        p.grad = g
+
+
+class ImageGAN(Experiment):
+    """Data, players, optimizers, lr schedule and FID; subclasses define ``train_step``."""
+
+    def __init__(self, cfg: dict[str, Any], G: nn.Module, D: nn.Module) -> None:
+        self.cfg = cfg
+        self.device = resolve_device(cfg["device"])
+        self.data = data.load(
+            cfg["dataset"], cfg["data_path"], resolution_of(cfg), cfg["seed"], cfg["generated_size"]
+        ).to(self.device)
+        self.players = {"G": G.to(self.device), "D": D.to(self.device)}
+        self.optimizers = {
+            "G": self._optimizer(G, cfg["lr_g"]),
+            "D": self._optimizer(D, cfg["lr_d"]),
+        }
+        self.base_lr = {"G": cfg["lr_g"], "D": cfg["lr_d"]}
+        self.rng = torch.Generator().manual_seed(cfg["seed"])
+        self.batch_size = cfg["batch_size"]
+        self.g_steps = 0
+        self.fid_best = math.inf
+        self._extractor: fidlib.Extractor | None = None
+        self._reference: fidlib.Reference | None = None
+        self._grid: torch.Tensor | None = None
+
+    def _optimizer(self, module: nn.Module, lr: float) -> optim.Graft:
+        c = self.cfg
+        return optim.build(c["optimizer"], module, lr, c["granularity"], **c["optimizer_options"])
+
+    # -- training helpers ------------------------------------------------------------------------
+
+    def latents(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.cfg["z_dim"], generator=self.rng).to(self.device)
+
+    def real(self, n: int) -> torch.Tensor:
+        return self.data.sample(n, self.rng)
+
+    def lr_factor(self) -> float:
+        """max(0, 1 - g_steps / lr_decay_steps) for linear decay, else 1 (as in WGAN-GP)."""
+        if self.cfg["lr_decay"] == "none":
+            return 1.0
+        horizon = self.cfg["lr_decay_steps"] or self.cfg["steps"]
+        return max(0.0, 1.0 - self.g_steps / horizon)
+
+    def apply_lr(self) -> None:
+        """Set every group's lr to its base lr times ``lr_factor``; call before each G step's
+        critic steps."""
+        factor = self.lr_factor()
+        for k, opt in self.optimizers.items():
+            for group in opt.param_groups:
+                group["lr"] = self.base_lr[k] * factor
+
+    # -- evaluation ------------------------------------------------------------------------------
+
+    @property
+    def extractor(self) -> fidlib.Extractor:
+        if self._extractor is None:
+            c = self.cfg
+            self._extractor = fidlib.build_extractor(
+                c["fid_extractor"], self.device, c["fid_inception_path"]
+            )
+        return self._extractor
+
+    @property
+    def reference(self) -> fidlib.Reference:
+        if self._reference is None:
+            c = self.cfg
+            self._reference = fidlib.reference_statistics(
+                Path(c["fid_cache"]) if c["fid_cache"] else fidlib.default_cache(),
+                self.data.name,
+                self.data.resolution,
+                self.data.split,
+                self.extractor,
+                lambda: self.data.images,
+                num=c["fid_num_ref"],
+                batch_size=c["fid_batch_size"],
+                workers=c["fid_workers"],
+            )
+        return self._reference
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        """G(z) in eval mode (batch-norm running statistics), training mode restored after."""
+        G = self.players["G"]
+        was_training = G.training
+        G.eval()
+        try:
+            return G(z.to(self.device))
+        finally:
+            G.train(was_training)
+
+    def evaluate(self, final: bool) -> dict[str, Any]:
+        c = self.cfg
+        num = c["fid_num_gen_final"] if final else c["fid_num_gen"]
+        ref = self.reference
+        batches = fidlib.generator_batches(
+            self.generate, num, c["z_dim"], c["fid_batch_size"], c["seed"] + EVAL_SEED_OFFSET
+        )
+        feats = fidlib.features(batches, self.extractor, c["fid_workers"])
+        fid = fidlib.frechet(fidlib.Statistics.of(feats, keep=0), ref.stats)
+        if math.isfinite(fid):
+            self.fid_best = min(self.fid_best, fid)
+        grid_z = torch.randn(
+            GRID_SIZE,
+            c["z_dim"],
+            generator=torch.Generator().manual_seed(c["seed"] + GRID_SEED_OFFSET),
+        )
+        self._grid = self.generate(grid_z).cpu()
+        return {
+            "fid": fid,
+            "fid_best": self.fid_best if math.isfinite(self.fid_best) else None,
+            "kid": fidlib.kid(feats, ref.stats),
+            "fid_num_gen": num,
+            "fid_ref": ref.label,
+            "fid_mode": fidlib.MODE,
+            "fid_extractor": self.extractor.name,
+            "lr_factor": self.lr_factor(),
+        }
+
+    def figures(self) -> dict[str, Any]:
+        if self._grid is None:
+            return {}
+        return {
+            "samples": sample_grid(self._grid, f"{self.cfg['optimizer']} seed {self.cfg['seed']}")
+        }
+
+    # -- state -------------------------------------------------------------------------------------
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"g_steps": self.g_steps, "fid_best": self.fid_best}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.g_steps = int(state["g_steps"])
+        self.fid_best = float(state["fid_best"])
+        self.apply_lr()
+
+
+def sample_grid(images: torch.Tensor, title: str):
+    """A matplotlib figure (no pyplot state) of images in [-1, 1] tiled 8 per row."""
+    from matplotlib.figure import Figure
+    from torchvision.utils import make_grid
+
+    grid = make_grid(data.to_uint8(images), nrow=8, padding=1).permute(1, 2, 0).numpy()
+    fig = Figure(figsize=(6, 6))
+    ax = fig.add_subplot()
+    ax.imshow(grid, interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(title)
+    return fig

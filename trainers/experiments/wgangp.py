@@ -1,0 +1,103 @@
+"""ResNet WGAN-GP on CIFAR-10 (32 px) or STL-10 (48 px) (``experiment: "wgangp"``).
+
+Gulrajani et al.'s recipe: each generator step takes ``n_dis`` = 5 critic steps on
+E D(G(z)) - E D(x) + lambda * GP (lambda 10, one interpolation coefficient per sample), then one
+generator step on -E D(G(z)) with a batch ``g_batch_factor`` = 2 times the critic's (64 / 128).
+Step sizes decay linearly to 0 over ``lr_decay_steps`` = 100k generator steps; the paper trains
+45k steps (2880 kimg at batch 64), so the decay stops at 55% of the initial lr.
+
+Every optimizer starts from Adam's lr 2e-4 (betas (0, 0.9) where Adam state exists); sgda and
+nsgda step sizes are placeholders to be swept on a log grid, as in the paper.
+Reports ``loss_d`` (the critic's total loss), ``loss_gp``, ``wasserstein`` (E D(x) - E D(G(z)))
+and ``loss_g``, plus the FID columns of ``trainers.experiments.image_gan``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from trainers import models, penalties
+from trainers.config import Field
+from trainers.experiments.image_gan import (
+    ImageGAN,
+    check_image_config,
+    image_fields,
+    resolution_of,
+    set_grads,
+)
+from trainers.models.wgangp_resnet import RESOLUTIONS
+
+FIELDS: dict[str, Field] = {
+    **image_fields(
+        "wgangp_resnet", z_dim=128, steps=45_000, lr_decay="linear", n_dis=5, decay_steps=100_000
+    ),
+    "gp_weight": Field(penalties.LAMBDA_GP, float, low=0.0, help="lambda of the gradient penalty"),
+    "g_batch_factor": Field(2, int, low=1, help="G's batch = this x batch_size"),
+}
+
+_ADAM = {"lr_d": 2e-4, "lr_g": 2e-4, "optimizer_options": {"betas": [0.0, 0.9]}}
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "adam": _ADAM,
+    "ada-nsgda": _ADAM,
+    "adadir": _ADAM,
+    "sgda": {"lr_d": 1e-2, "lr_g": 1e-2},
+    "nsgda": {"lr_d": 1e-2, "lr_g": 1e-2},
+    "graft": {"lr_d": 2e-4, "lr_g": 2e-4},
+}
+
+
+def optimizer_defaults(optimizer: str) -> dict[str, Any]:
+    """Per-optimizer defaults (step sizes, Adam's betas)."""
+    return {k: (dict(v) if isinstance(v, dict) else v) for k, v in _DEFAULTS[optimizer].items()}
+
+
+def check_config(cfg: dict[str, Any]) -> None:
+    check_image_config(cfg, RESOLUTIONS)
+
+
+class WGANGP(ImageGAN):
+    """The ResNet generator and critic trained with the WGAN-GP losses."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        G, D = models.build(
+            cfg["model"],
+            resolution=resolution_of(cfg),
+            z_dim=cfg["z_dim"],
+            width=cfg["width"],
+            seed=cfg["seed"],
+        )
+        super().__init__(cfg, G, D)
+
+    def critic_step(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One critic step; returns (total loss, gradient penalty, Wasserstein estimate)."""
+        G, D, n = self.players["G"], self.players["D"], self.batch_size
+        real = self.real(n)
+        with torch.no_grad():
+            fake = G(self.latents(n))
+        alpha = torch.rand(n, generator=self.rng).to(self.device)
+        wasserstein = -penalties.wgan_critic_loss(D(real), D(fake))
+        gp = penalties.gradient_penalty(D, real, fake, alpha, self.cfg["gp_weight"])
+        loss = gp - wasserstein
+        set_grads(D, loss)
+        self.optimizers["D"].step()
+        return loss.detach(), gp.detach(), wasserstein.detach()
+
+    def train_step(self) -> dict[str, torch.Tensor]:
+        self.apply_lr()
+        parts = [self.critic_step() for _ in range(self.cfg["n_dis"])]
+        loss_d, gp, w = (torch.stack(x).mean() for x in zip(*parts))
+        G, D = self.players["G"], self.players["D"]
+        loss_g = penalties.wgan_generator_loss(
+            D(G(self.latents(self.cfg["g_batch_factor"] * self.batch_size)))
+        )
+        set_grads(G, loss_g)
+        self.optimizers["G"].step()
+        self.g_steps += 1
+        return {"loss_d": loss_d, "loss_g": loss_g.detach(), "loss_gp": gp, "wasserstein": w}
+
+
+def build(cfg: dict[str, Any]) -> WGANGP:
+    """The experiment of a resolved config."""
+    return WGANGP(cfg)
