@@ -24,17 +24,36 @@ def modes(d: int, gamma: float, dtype: torch.dtype = torch.float32) -> torch.Ten
 
 
 class Sampler:
-    """Draws (x, z) batches from ``rng`` with one random call per batch."""
+    """Draws (x, z) batches from ``rng``, generated ``block`` samples at a time.
 
-    def __init__(self, u: torch.Tensor, m_g: int, p_two: float, rng: torch.Generator) -> None:
-        self.u, self.m_g, self.p_two, self.rng = u, m_g, p_two, rng
+    Generating a block with a few vectorised calls is much cheaper than a few calls per batch
+    of one; the unused rest of the block is state (``state_dict``), so a resumed run draws
+    exactly the samples the uninterrupted run would have.
+    """
+
+    def __init__(
+        self, u: torch.Tensor, m_g: int, p_two: float, rng: torch.Generator, block: int = 1024
+    ) -> None:
+        self.u, self.m_g, self.p_two, self.rng, self.block = u, m_g, p_two, rng, block
+        self.x = torch.empty(0, u.shape[1], dtype=u.dtype)
+        self.z = torch.empty(0, m_g, dtype=u.dtype)
+        self.pos = 0
 
     def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """x of shape (batch, d) and z of shape (batch, m_G)."""
-        r = torch.rand(batch, 4, generator=self.rng, dtype=torch.float64)
+        if self.pos + batch > self.x.shape[0]:
+            self.x, self.z = self.draw(max(batch, self.block))
+            self.pos = 0
+        i = self.pos
+        self.pos += batch
+        return self.x[i : i + batch], self.z[i : i + batch]
+
+    def draw(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` fresh samples (x, z), from one random call."""
+        r = torch.rand(n, 4, generator=self.rng, dtype=torch.float64)
         x = self.u.index_select(0, (r[:, 0] < 0.5).long())
         first = (r[:, 1] * self.m_g).long().clamp_max(self.m_g - 1)
-        z = torch.zeros(batch, self.m_g, dtype=self.u.dtype)
+        z = torch.zeros(n, self.m_g, dtype=self.u.dtype)
         z.scatter_(1, first[:, None], 1.0)
         if self.p_two > 0:
             # a second, distinct position: first + 1 + uniform{0..m_G-2}, modulo m_G
@@ -43,6 +62,14 @@ class Sampler:
             two = (r[:, 2] < self.p_two).to(self.u.dtype)
             z.scatter_add_(1, second[:, None], two[:, None])
         return x, z
+
+    def state_dict(self) -> dict[str, object]:
+        """The unused samples of the current block."""
+        return {"x": self.x[self.pos :].clone(), "z": self.z[self.pos :].clone()}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        """Restore ``state_dict``."""
+        self.x, self.z, self.pos = state["x"], state["z"], 0
 
 
 def latent_support(

@@ -164,7 +164,8 @@ class Bimodal(Experiment):
         return out
 
     def extra_state(self) -> dict[str, Any]:
-        return {"stop": self.stop}
+        return {"stop": self.stop, "sampler": self.sampler.state_dict()}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.stop = state["stop"]
+        self.sampler.load_state_dict(state["sampler"])

@@ -112,24 +112,37 @@ def saturating_grads(G: Generator, D: Discriminator, x: torch.Tensor, z: torch.T
     V, layer = G.linear.weight, D.cubic
     W, a, b = layer.weight, layer.a, layer.b
     n = x.shape[0]
+    sign, weights = _signs(n, x.dtype)
     both = torch.cat([x, z @ V])  # (2n, d): real rows, then fake rows
     h = both @ W.T
     h2 = h * h
     h3sum = (h2 * h).sum(1)
     # t = (-s_real, s_fake): loss_d = sum softplus(t) / n and dloss_d/dt = sigmoid(t) / n.
-    sign = torch.ones(2 * n, dtype=x.dtype)
-    sign[:n] = -1.0
-    t = (a * h3sum + b * layer.bias_scale) * sign
+    t = torch.add(a * h3sum, b, alpha=layer.bias_scale) * sign
     sig = torch.sigmoid(t)
-    c = sig * sign / n  # dloss_d/ds
-    a3 = 3 * a
-    grad_w = (c[:, None] * h2).T @ both * a3
-    grad_a = c @ h3sum
-    grad_b = c.sum() * layer.bias_scale
+    c = sig * sign  # n * dloss_d/ds
+    ca3 = c * (3 / n) * a
+    grad_w = (h2.T * ca3) @ both
+    grad_a = c @ h3sum / n
+    grad_b = c.sum() * (layer.bias_scale / n)
     # loss_g = -softplus(s_fake): dloss_g/ds_fake = -sigmoid(s_fake), and ds/dX = 3a W^T h^2.
-    grad_y = (sig[n:, None] * h2[n:]) @ W * (-a3 / n)
+    grad_y = (h2[n:] * ca3[n:, None]) @ W.neg()
     grad_v = z.T @ grad_y
-    soft = F.softplus(t)
-    loss_d = soft.sum() / n
-    loss_g = -soft[n:].mean()
+    loss_d, loss_g = (weights @ F.softplus(t)).unbind()
     return StepGrads(loss_d, loss_g, grad_v, grad_w, grad_a, grad_b)
+
+
+_SIGNS: dict[tuple[int, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _signs(n: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(-1 on real rows, +1 on fake rows) and the (2, 2n) weights giving (loss_d, loss_g)."""
+    key = (n, dtype)
+    if key not in _SIGNS:
+        sign = torch.ones(2 * n, dtype=dtype)
+        sign[:n] = -1.0
+        weights = torch.zeros(2, 2 * n, dtype=dtype)
+        weights[0] = 1.0 / n
+        weights[1, n:] = -1.0 / n
+        _SIGNS[key] = sign, weights
+    return _SIGNS[key]
