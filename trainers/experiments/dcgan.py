@@ -47,21 +47,26 @@ class DCGAN(ImageGAN):
         G, D = models.build(cfg["model"], z_dim=cfg["z_dim"], width=cfg["width"], seed=cfg["seed"])
         super().__init__(cfg, G, D)
 
+    def d_step(self) -> torch.Tensor:
+        """One discriminator step on a fresh real and fake batch; returns -V."""
+        G, D, n = self.players["G"], self.players["D"], self.batch_size
+        real = self.real(n)
+        with torch.no_grad():
+            fake = G(self.latents(n))
+        loss = losses.d_loss(D(real), D(fake))
+        set_grads(D, loss)
+        self.optimizers["D"].step()
+        return loss.detach()
+
     def train_step(self) -> dict[str, torch.Tensor]:
         self.apply_lr()
-        G, D, n = self.players["G"], self.players["D"], self.batch_size
-        for _ in range(self.cfg["n_dis"]):
-            real = self.real(n)
-            with torch.no_grad():
-                fake = G(self.latents(n))
-            loss_d = losses.d_loss(D(real), D(fake))
-            set_grads(D, loss_d)
-            self.optimizers["D"].step()
-        loss_g = losses.g_loss_nonsaturating(D(G(self.latents(n))))
+        loss_d = torch.stack([self.d_step() for _ in range(self.cfg["n_dis"])]).mean()
+        G, D = self.players["G"], self.players["D"]
+        loss_g = losses.g_loss_nonsaturating(D(G(self.latents(self.batch_size))))
         set_grads(G, loss_g)
         self.optimizers["G"].step()
         self.g_steps += 1
-        return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}
+        return {"loss_d": loss_d, "loss_g": loss_g.detach()}
 
 
 def build(cfg: dict[str, Any]) -> DCGAN:
