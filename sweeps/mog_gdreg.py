@@ -104,9 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.out) / f"steps{args.steps}"
     jobs = [
         (trial_config(opt, eta, seed, args.steps), str(root / f"{opt}_gd{eta:g}_seed{seed}"))
-        for opt in args.optimizers
-        for eta in args.etas
+        for opt in reversed(args.optimizers)  # adam first: the reference comparison
         for seed in range(args.seeds)
+        for eta in args.etas  # on/off of a seed side by side
     ]
     from trainers import experiments
 
