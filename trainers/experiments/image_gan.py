@@ -27,6 +27,7 @@ GRID_SEED_OFFSET = 2_000_003  # sample-grid latents
 GRID_SIZE = 64
 LR_DECAYS = ("linear", "none")
 EXTRACTORS = (fidlib.INCEPTION_NAME, "randconv")
+KID_WHEN = ("final", "always", "never")
 
 
 def image_fields(
@@ -58,6 +59,7 @@ def image_fields(
         "fid_inception_path": Field(None, str, nullable=True),
         "fid_cache": Field(None, str, nullable=True, help="null: $GANSWEEP_FID_CACHE or ~/.cache"),
         "fid_batch_size": Field(200, int, low=1),
+        "kid": Field("final", str, choices=KID_WHEN, help="when to compute KID (costly on CPU)"),
         "fid_workers": Field(4, int, low=1, help="threads resizing images for Inception"),
     }
 
@@ -204,13 +206,16 @@ class ImageGAN(Experiment):
         return {
             "fid": fid,
             "fid_best": self.fid_best if math.isfinite(self.fid_best) else None,
-            "kid": fidlib.kid(feats, ref.stats),
+            "kid": fidlib.kid(feats, ref.stats) if self._want_kid(final) else None,
             "fid_num_gen": num,
             "fid_ref": ref.label,
             "fid_mode": fidlib.MODE,
             "fid_extractor": self.extractor.name,
             "lr_factor": self.lr_factor(),
         }
+
+    def _want_kid(self, final: bool) -> bool:
+        return self.cfg["kid"] == "always" or (final and self.cfg["kid"] == "final")
 
     def figures(self) -> dict[str, Any]:
         if self._grid is None:

@@ -158,13 +158,12 @@ def generator_batches(
     seed: int,
     device: torch.device | str = "cpu",
 ) -> Iterable[torch.Tensor]:
-    """Batches of ``sample(z)`` (images in [-1, 1]) as uint8 values; latents fixed by ``seed``."""
-    g = torch.Generator().manual_seed(seed)
-    for start in range(0, num, batch_size):
-        n = min(batch_size, num - start)
-        z = torch.randn(n, z_dim, generator=g).to(device)
+    """Batches of ``sample(z)`` (images in [-1, 1]) as uint8 values. The ``num`` latents are
+    fixed by ``seed`` and drawn at once, so they do not depend on ``batch_size``."""
+    latents = torch.randn(num, z_dim, generator=torch.Generator().manual_seed(seed))
+    for z in latents.split(batch_size):
         with torch.no_grad():
-            yield (sample(z) * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+            yield (sample(z.to(device)) * 127.5 + 128).clamp(0, 255).to(torch.uint8)
 
 
 @dataclass
