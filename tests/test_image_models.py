@@ -26,6 +26,16 @@ SMALL = {
 }
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: these tiny networks gain nothing from more, and a shared CPU makes
+    OpenMP threads spin-wait (10x slower here with 2 threads under load)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def n_params(m: torch.nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
@@ -236,3 +246,23 @@ def test_resume_is_exact_and_rows_carry_the_fid_protocol(tmp_path):
         assert row["fid_mode"] == "clean" and row["fid_extractor"] == "randconv32-s0"
         assert row["fid"] > 0 and row["fid_best"] <= row["fid"]
     assert [r["fid_num_gen"] for r in rows_a] == [16, 24]
+
+
+def test_an_evaluation_gives_a_sample_grid_figure(tmp_path):
+    cfg = experiments.resolve_config(
+        {
+            "experiment": "dcgan",
+            "optimizer": "adam",
+            "seed": 0,
+            **SMALL,
+            "fid_cache": str(tmp_path / "fid"),
+        }
+    )
+    exp = experiments.build(cfg)
+    assert exp.figures() == {}
+    row = exp.evaluate(final=False)
+    assert row["fid_num_gen"] == 16 and row["kid"] is None
+    fig = exp.figures()["samples"]
+    fig.savefig(tmp_path / "grid.png")
+    assert (tmp_path / "grid.png").stat().st_size > 1000
+    assert exp.evaluate(final=True)["kid"] is not None
