@@ -89,3 +89,20 @@ def test_resize_averages_down_to_the_target_resolution():
     small = data.resize(big, 48)
     assert small.shape == (2, 3, 48, 48) and small.dtype == torch.uint8
     assert small[:, :, :23].eq(200).all() and small[:, :, 25:].eq(0).all()
+
+
+def test_missing_inception_weights_stop_the_experiment_before_training(tmp_path):
+    from trainers.metrics import fid
+
+    cfg = experiments.resolve_config(
+        {
+            "experiment": "dcgan",
+            "optimizer": "adam",
+            "seed": 0,
+            "dataset": "generated",
+            "generated_size": 8,
+            "fid_inception_path": str(tmp_path / "missing"),
+        }
+    )
+    with pytest.raises(fid.WeightsMissingError, match="fid_inception_path"):
+        experiments.build(cfg)

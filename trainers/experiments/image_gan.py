@@ -116,6 +116,8 @@ class ImageGAN(Experiment):
         self.batch_size = cfg["batch_size"]
         self.g_steps = 0
         self.fid_best = math.inf
+        if cfg["fid_extractor"] == fidlib.INCEPTION_NAME:
+            fidlib.find_inception(cfg["fid_inception_path"])  # fail now, not at the first FID
         self._extractor: fidlib.Extractor | None = None
         self._reference: fidlib.Reference | None = None
         self._grid: torch.Tensor | None = None
