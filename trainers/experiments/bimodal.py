@@ -159,6 +159,7 @@ class Bimodal(Experiment):
         out["modes_covered"] = sum(
             mass[k] >= self.rule.mode_mass and mass[k] > 0 for k in ("u1", "u2")
         )
+        out["modes_total"] = 2
         out["verdict"] = verdict
         out["norm/G/max"] = float(Vw.norm(dim=1).max())
         out["norm/D/max"] = float(layer.weight.norm(dim=1).max())
