@@ -1,0 +1,368 @@
+"""Tune experiment directories (or plain-process runs) -> one parquet dataset, incrementally.
+
+The dataset is a directory holding one ``part-<hash>.parquet`` file per trial and a
+``_manifest.json`` recording what each trial's source files looked like when collected. A
+trial whose files have not changed is skipped; a changed one is re-read and merged with the rows
+already collected (key ``(sweep, trial_id, iteration)``, the newer row wins), so collecting again,
+also while a sweep runs, adds rows and never duplicates or drops one. Every file is written to a
+temporary name and moved into place, so a reader never sees a partial file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import posixpath
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from analysis import schema
+
+TUNE_RESULT, TUNE_PARAMS = "result.json", "params.json"
+PLAIN_RESULT, PLAIN_TRIAL = "results.jsonl", "trial.json"
+ERROR_FILES = ("error.txt", "error.pkl")
+MANIFEST = "_manifest.json"
+MAX_DEPTH = 4
+CORE_CONFIG = ("experiment", "model", "dataset", "optimizer", "granularity")
+CORE_CONFIG += ("lr_d", "lr_g", "seed", "steps")
+CELL_KEY = "sweep_cell"
+# Tune's bookkeeping in result.json that analysis does not keep (config comes from params.json)
+TUNE_DROP = {
+    "config",
+    "checkpoint_dir_name",
+    "should_checkpoint",
+    "done",
+    "date",
+    "pid",
+    "hostname",
+    "node_ip",
+    "time_this_iter_s",
+    "time_since_restore",
+    "iterations_since_restore",
+    "experiment_tag",
+    "trial_id",
+    "training_iteration",
+}
+
+Progress = Callable[[int, int, str], None]
+
+
+def filesystem(location: str) -> tuple[pafs.FileSystem, str]:
+    """A pyarrow filesystem and the path inside it, for a local path or a URI (s3://, file://)."""
+    location = str(location)
+    if "://" in location:
+        fs, path = pafs.FileSystem.from_uri(location)
+        return fs, path.rstrip("/") or "/"
+    return pafs.LocalFileSystem(), posixpath.abspath(location)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """A trial directory found under a source."""
+
+    fs: pafs.FileSystem
+    path: str
+    runner: str  # "tune" or "plain"
+    sweep: str
+    rel: str  # the directory's path relative to the source
+    files: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (size, mtime ns)
+
+    @property
+    def key(self) -> str:
+        return f"{self.sweep}/{posixpath.basename(self.path)}"
+
+    @property
+    def part(self) -> str:
+        return "part-" + hashlib.sha1(self.key.encode()).hexdigest()[:20] + ".parquet"
+
+    def signature(self) -> list[list[Any]]:
+        return [[n, *self.files[n]] for n in sorted(self.files)]
+
+
+@dataclass
+class Collected:
+    """What ``collect`` did: trials found, trials (re)read, rows in the dataset, where."""
+
+    dest: str
+    trials: int = 0
+    updated: int = 0
+    rows: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+
+
+def _listing(fs: pafs.FileSystem, path: str) -> list[pafs.FileInfo]:
+    try:
+        return fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _trial_of(
+    fs: pafs.FileSystem, path: str, infos: list[pafs.FileInfo], root: str
+) -> Trial | None:
+    names = {i.base_name: i for i in infos if i.type == pafs.FileType.File}
+    if TUNE_RESULT in names or TUNE_PARAMS in names:
+        runner = "tune"
+    elif PLAIN_RESULT in names or PLAIN_TRIAL in names:
+        runner = "plain"
+    else:
+        return None
+    keep = (TUNE_RESULT, TUNE_PARAMS, PLAIN_RESULT, PLAIN_TRIAL, *ERROR_FILES)
+    files = {n: (int(names[n].size or 0), int(names[n].mtime_ns or 0)) for n in keep if n in names}
+    parent = posixpath.dirname(path)
+    rel = posixpath.relpath(path, root) if path != root else posixpath.basename(path)
+    return Trial(fs, path, runner, posixpath.basename(parent) or "-", rel, files)
+
+
+def find_trials(source: str) -> list[Trial]:
+    """Every trial directory under ``source`` (a trial, an experiment, or a tree of them)."""
+    fs, root = filesystem(source)
+    info = fs.get_file_info(root)
+    if info.type != pafs.FileType.Directory:
+        raise FileNotFoundError(f"collect: {source} is not a directory")
+    found: list[Trial] = []
+
+    def walk(path: str, depth: int) -> None:
+        infos = _listing(fs, path)
+        trial = _trial_of(fs, path, infos, root)
+        if trial is not None:
+            found.append(trial)
+            return
+        if depth >= MAX_DEPTH:
+            return
+        for i in sorted(infos, key=lambda i: i.path):
+            name = i.base_name
+            if i.type == pafs.FileType.Directory and not name.startswith((".", "checkpoint")):
+                walk(i.path, depth + 1)
+
+    walk(root, 0)
+    return found
+
+
+def _read_text(fs: pafs.FileSystem, path: str) -> str:
+    with fs.open_input_stream(path) as f:
+        return f.read().decode("utf-8", errors="replace")
+
+
+def _json_lines(text: str) -> Iterator[dict[str, Any]]:
+    """Complete JSON lines; a last line still being written (no newline, bad JSON) is skipped."""
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                continue  # partial last line: the next collect reads it whole
+            raise
+        if isinstance(row, dict):
+            yield row
+
+
+def _config_columns(config: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in config.items():
+        if isinstance(v, (dict, list, tuple)):
+            v = json.dumps(v, sort_keys=True)
+        out[k if k in CORE_CONFIG else f"config/{k}"] = v
+    out["cell"] = config.get(CELL_KEY) or config.get("optimizer")
+    return out
+
+
+def read_trial(trial: Trial) -> pd.DataFrame:
+    """The rows of one trial, as reported, with its config and identity columns."""
+    fs, p = trial.fs, trial.path
+    if trial.runner == "tune":
+        config = {}
+        if TUNE_PARAMS in trial.files:
+            config = json.loads(_read_text(fs, f"{p}/{TUNE_PARAMS}"))
+        text = _read_text(fs, f"{p}/{TUNE_RESULT}") if TUNE_RESULT in trial.files else ""
+        raw = list(_json_lines(text))
+        if not config and raw:
+            config = raw[0].get("config") or {}
+        trial_id = next((r["trial_id"] for r in raw if r.get("trial_id")), None)
+        rows = []
+        for n, r in enumerate(raw, start=1):
+            row = {k: v for k, v in r.items() if k not in TUNE_DROP}
+            row["iteration"] = r.get("training_iteration", n)
+            if "timestamp" in r:
+                row["timestamp"] = pd.Timestamp(r["timestamp"], unit="s", tz="UTC")
+            rows.append(row)
+    else:
+        meta = {}
+        if PLAIN_TRIAL in trial.files:
+            meta = json.loads(_read_text(fs, f"{p}/{PLAIN_TRIAL}"))
+        config = meta.get("config") or {}
+        text = _read_text(fs, f"{p}/{PLAIN_RESULT}") if PLAIN_RESULT in trial.files else ""
+        rows = []
+        for n, r in enumerate(_json_lines(text), start=1):
+            row = dict(r)
+            row["iteration"] = n
+            row.setdefault("time_total_s", r.get("time_s"))
+            row.setdefault("git_commit", meta.get("git_commit"))
+            if n == 1 and meta.get("versions"):
+                row.setdefault(
+                    "versions", ", ".join(f"{k}={v}" for k, v in meta["versions"].items())
+                )
+            rows.append(row)
+        trial_id = None
+    ident = {
+        "sweep": trial.sweep,
+        "trial_id": trial_id or posixpath.basename(p),
+        "trial_dir": trial.rel,
+        "runner": trial.runner,
+        **_config_columns(config),
+    }
+    frame = pd.DataFrame([{**r, **ident} for r in rows]) if rows else pd.DataFrame([ident]).iloc[:0]
+    return frame
+
+
+def _is_final(row: pd.Series) -> bool:
+    """The loop's last report: diverged, stopped early by the experiment, or all steps done."""
+    if bool(row.get("diverged") is True):
+        return True
+    stop = row.get("stop_reason")
+    if isinstance(stop, str) and stop:
+        return True
+    step, steps = row.get("step"), row.get("steps")
+    try:
+        return float(step) >= float(steps)
+    except (TypeError, ValueError):
+        return False
+
+
+def with_status(frame: pd.DataFrame, errored: bool) -> pd.DataFrame:
+    """Sort a trial's rows and set ``final`` and ``status`` (see ``schema.STATUSES``)."""
+    frame = frame.sort_values("iteration", kind="stable").reset_index(drop=True)
+    final = pd.Series(False, index=frame.index)
+    if len(frame) and _is_final(frame.iloc[-1]):
+        final.iloc[-1] = True
+    if final.any():
+        diverged = frame.get("diverged", pd.Series(False, index=frame.index))
+        status = "diverged" if diverged.fillna(False).astype(bool).any() else "finished"
+    else:
+        status = "errored" if errored else "running"
+    return frame.assign(final=final, status=status)
+
+
+def _to_float(v: Any) -> float | None:
+    if v is None or isinstance(v, str):
+        try:
+            return float(v) if v is not None else None
+        except ValueError:
+            return None
+    return float(v)
+
+
+def to_arrow(frame: pd.DataFrame) -> pa.Table:
+    """A trial's frame as an arrow table with the documented types (fixed columns all present)."""
+    arrays, names = [], []
+    for col in schema.COLUMNS:
+        if col.name not in frame.columns:
+            arrays.append(pa.nulls(len(frame), col.type))
+            names.append(col.name)
+    for name in frame.columns:
+        values = frame[name]
+        type_ = schema.arrow_type(name, values)
+        py = [None if _missing(v) else v for v in values.tolist()]
+        if pa.types.is_floating(type_):
+            arr = pa.array([_to_float(v) for v in py], type_)
+        elif pa.types.is_integer(type_):
+            ints = [_to_float(v) for v in py]
+            arr = pa.array([None if v is None or math.isnan(v) else int(v) for v in ints], type_)
+        elif pa.types.is_boolean(type_):
+            arr = pa.array([None if v is None else bool(v) for v in py], type_)
+        elif pa.types.is_timestamp(type_):
+            arr = pa.array([None if v is None else pd.Timestamp(v) for v in py], type_)
+        else:
+            arr = pa.array([None if v is None else _text(v) for v in py], type_)
+        arrays.append(arr)
+        names.append(name)
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def _missing(v: Any) -> bool:
+    return v is None or v is pd.NaT or v is pd.NA or (isinstance(v, float) and math.isnan(v))
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _write_atomic(fs: pafs.FileSystem, path: str, write: Callable[[Any], None]) -> None:
+    tmp = posixpath.join(posixpath.dirname(path), "." + posixpath.basename(path) + ".tmp")
+    with fs.open_output_stream(tmp) as f:
+        write(f)
+    fs.move(tmp, path)
+
+
+def _read_manifest(fs: pafs.FileSystem, dest: str) -> dict[str, Any]:
+    path = f"{dest}/{MANIFEST}"
+    if fs.get_file_info(path).type != pafs.FileType.File:
+        return {}
+    return json.loads(_read_text(fs, path)).get("trials", {})
+
+
+def _sources(source: str | Iterable[str]) -> list[str]:
+    if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
+        return [str(source)]
+    return [str(s) for s in source]
+
+
+def collect(source: str | Iterable[str], dest: str, progress: Progress | None = None) -> Collected:
+    """Collect every trial under ``source`` (path(s) or URI(s)) into the parquet dataset ``dest``.
+
+    Idempotent and incremental: unchanged trials are skipped, changed ones merged by
+    ``(sweep, trial_id, iteration)``. ``progress(done, total, trial)`` is called per trial.
+    """
+    from analysis.load import read_part
+
+    dfs, droot = filesystem(dest)
+    dfs.create_dir(droot, recursive=True)
+    manifest = _read_manifest(dfs, droot)
+    trials = [t for s in _sources(source) for t in find_trials(s)]
+    out = Collected(dest=str(dest), trials=len(trials))
+    for n, trial in enumerate(trials, start=1):
+        entry = manifest.get(trial.key)
+        part = f"{droot}/{trial.part}"
+        if entry is None or entry["signature"] != trial.signature():
+            new = read_trial(trial)
+            if dfs.get_file_info(part).type == pafs.FileType.File:
+                old = read_part(dfs, part)
+                new = pd.concat([old, new], ignore_index=True) if len(new) else old
+                new = new.drop_duplicates("iteration", keep="last")
+            errored = any(e in trial.files for e in ERROR_FILES)
+            table = to_arrow(with_status(new, errored))
+            _write_atomic(dfs, part, lambda f, t=table: pq.write_table(t, f))
+            status = table.column("status")[0].as_py() if table.num_rows else "running"
+            manifest[trial.key] = {
+                "signature": trial.signature(),
+                "file": trial.part,
+                "rows": table.num_rows,
+                "status": status,
+            }
+            out.updated += 1
+        entry = manifest[trial.key]
+        out.rows += entry["rows"]
+        out.statuses[entry["status"]] = out.statuses.get(entry["status"], 0) + 1
+        if progress is not None:
+            progress(n, len(trials), trial.key)
+        if out.updated and (out.updated % 50 == 0):
+            _save_manifest(dfs, droot, manifest)
+    _save_manifest(dfs, droot, manifest)
+    return out
+
+
+def _save_manifest(fs: pafs.FileSystem, dest: str, manifest: dict[str, Any]) -> None:
+    data = json.dumps({"version": 1, "trials": manifest}, indent=1, sort_keys=True).encode()
+    _write_atomic(fs, f"{dest}/{MANIFEST}", lambda f: f.write(data))

@@ -1,0 +1,291 @@
+"""The paper's comparison tables from a loaded results frame.
+
+For each (experiment, dataset, model) and optimizer cell: the step size (lr_d, lr_g) chosen by
+the mean final metric over seeds, the mean, std and n of that metric at that step size, how many
+seeds diverged, errored or are still running there, and the ratio of the mean to Adam's. FID-like
+metrics are only compared under one evaluation protocol (``ProtocolError`` otherwise).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from analysis.schema import PROTOCOL
+
+GROUP = ("experiment", "dataset", "model")
+STEP_SIZE = ("lr_d", "lr_g")
+TRIAL = ("sweep", "trial_id")
+FAILED = ("diverged", "errored")
+
+
+class ProtocolError(ValueError):
+    """FID values of different evaluation protocols would be compared in one column."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A final-row metric: how to read it, which direction is better, what it means."""
+
+    name: str
+    value: Callable[[pd.DataFrame], pd.Series]
+    higher_is_better: bool
+    label: str
+    needs_protocol: bool = False
+
+
+def _col(name: str) -> Callable[[pd.DataFrame], pd.Series]:
+    def get(d: pd.DataFrame) -> pd.Series:
+        if name not in d.columns:
+            return pd.Series(np.nan, index=d.index)
+        return pd.to_numeric(d[name], errors="coerce").astype(float)
+
+    return get
+
+
+def _both(d: pd.DataFrame) -> pd.Series:
+    verdict = d["verdict"] if "verdict" in d.columns else pd.Series(None, index=d.index)
+    return verdict.eq("both").astype(float).where(verdict.notna())
+
+
+def _modes_share(d: pd.DataFrame) -> pd.Series:
+    return _col("modes_covered")(d) / _col("modes_total")(d)
+
+
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("fid", _col("fid"), False, "final FID", needs_protocol=True),
+        Metric("fid_best", _col("fid_best"), False, "best FID", needs_protocol=True),
+        Metric("kid", _col("kid"), False, "final KID", needs_protocol=True),
+        Metric("both", _both, True, "share of seeds learning both modes"),
+        Metric("modes_covered", _col("modes_covered"), True, "modes covered"),
+        Metric("modes_share", _modes_share, True, "share of modes covered"),
+        Metric("hq_fraction", _col("hq_fraction"), True, "high-quality samples"),
+    )
+}
+
+# the default metric of each experiment's table
+EXPERIMENT_METRIC = {"bimodal": "both", "mog": "modes_covered"}
+
+
+def metric_for(experiment: str) -> str:
+    """The metric the paper's table uses for ``experiment`` (FID for the image GANs)."""
+    return EXPERIMENT_METRIC.get(experiment, "fid")
+
+
+def final_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Each trial's last row (its final report when it finished)."""
+    if df.empty:
+        return df
+    last = df.sort_values([*TRIAL, "iteration"], kind="stable")
+    return last.groupby(list(TRIAL), sort=False).tail(1).reset_index(drop=True)
+
+
+def protocol_label(row: pd.Series) -> str:
+    """The FID protocol of a row as text (empty when the row has no FID)."""
+    vals = [row.get(c) for c in PROTOCOL]
+    if all(v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA for v in vals):
+        return ""
+    n, ref, mode, ext = vals
+    return f"n={n} ref={ref} mode={mode} extractor={ext}"
+
+
+def check_protocol(final: pd.DataFrame, by: list[str], metric: str) -> pd.Series:
+    """The protocol label of each row; raises ``ProtocolError`` if a group mixes protocols."""
+    labels = final.apply(protocol_label, axis=1) if len(final) else pd.Series(dtype=str)
+    has = final.assign(_protocol=labels)[labels != ""]
+    for key, group in has.groupby(by, dropna=False):
+        seen = sorted(group["_protocol"].unique())
+        if len(seen) > 1:
+            where = ", ".join(f"{k}={v}" for k, v in zip(by, np.atleast_1d(key), strict=False))
+            raise ProtocolError(
+                f"{metric}: {where} mixes FID protocols, which are not comparable: "
+                + "; ".join(seen)
+                + ". Keep the rows of one protocol (columns fid_num_gen, fid_ref, fid_mode, "
+                "fid_extractor), or pass by_protocol=True for one table per protocol."
+            )
+    return labels
+
+
+def _groups(df: pd.DataFrame) -> list[str]:
+    return [c for c in GROUP if c in df.columns]
+
+
+def step_size_table(
+    df: pd.DataFrame, metric: str = "fid", by_protocol: bool = False
+) -> pd.DataFrame:
+    """Statistics of the final metric for every (group, cell, lr_d, lr_g) over seeds.
+
+    FID-like metrics: a group mixing evaluation protocols raises ``ProtocolError``, unless
+    ``by_protocol``, which makes each protocol its own group.
+
+    Columns: the group columns, ``cell``, ``optimizer``, ``lr_d``, ``lr_g``, ``mean``, ``std``,
+    ``n`` (seeds with a value), ``seeds`` (trials), ``diverged``, ``errored``, ``running``,
+    ``protocol`` and ``failed_share`` (diverged or errored among the settled seeds).
+    """
+    m = METRICS[metric]
+    final = final_rows(df)
+    if final.empty:
+        return pd.DataFrame()
+    by = [*_groups(final), "cell"]
+    protocol: pd.Series | str = ""
+    if m.needs_protocol:
+        if by_protocol:
+            protocol = final.apply(protocol_label, axis=1)
+        else:
+            protocol = check_protocol(final, by[:-1], metric)
+    final = final.assign(
+        _value=m.value(final).astype(float),
+        _protocol=protocol,
+        _settled=final["status"].isin(["finished", *FAILED]),
+    )
+    # only settled seeds carry a value; a running trial's last row is not final
+    final.loc[~final["_settled"] | final["status"].isin(FAILED), "_value"] = np.nan
+    rows = []
+    keys = [*by, *STEP_SIZE, "_protocol"]
+    for key, g in final.groupby(keys, dropna=False, sort=True):
+        values = g["_value"].dropna()
+        settled = int(g["_settled"].sum())
+        failed = int(g["status"].isin(FAILED).sum())
+        rows.append(
+            {
+                **dict(zip(keys[:-1], key[:-1], strict=True)),
+                "optimizer": g["optimizer"].iloc[0],
+                "mean": float(values.mean()) if len(values) else np.nan,
+                "std": float(values.std(ddof=1)) if len(values) > 1 else np.nan,
+                "n": len(values),
+                "seeds": len(g),
+                "diverged": int((g["status"] == "diverged").sum()),
+                "errored": int((g["status"] == "errored").sum()),
+                "running": int((g["status"] == "running").sum()),
+                "failed_share": failed / settled if settled else np.nan,
+                "protocol": key[-1],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def main_table(
+    df: pd.DataFrame,
+    metric: str = "fid",
+    reference: str = "adam",
+    penalty: float | None = None,
+    by_protocol: bool = False,
+) -> pd.DataFrame:
+    """Per (group, cell): the step size with the best mean final metric over seeds.
+
+    A diverged or errored seed has no value; with ``penalty`` it counts as that value when
+    ranking step sizes, without one a step size with fewer failed seeds always ranks first.
+    ``ratio`` is the mean divided by the ``reference`` cell's mean in the same group.
+    FID-like metrics need one protocol per group (see ``step_size_table``).
+    """
+    m = METRICS[metric]
+    steps = step_size_table(df, metric, by_protocol)
+    if steps.empty:
+        return steps
+    sign = -1.0 if m.higher_is_better else 1.0
+    failed = steps["diverged"] + steps["errored"]
+    if penalty is not None:
+        total = steps["mean"].fillna(0.0) * steps["n"] + penalty * failed
+        score = total / (steps["n"] + failed).replace(0, np.nan)
+        steps = steps.assign(_rank0=0.0, _rank1=sign * score, _nan=score.isna())
+    else:
+        steps = steps.assign(
+            _rank0=steps["failed_share"].fillna(1.0),
+            _rank1=sign * steps["mean"],
+            _nan=steps["mean"].isna(),
+        )
+    by = [*_groups(steps), *(["protocol"] if by_protocol else []), "cell"]
+    order = steps.sort_values([*by, "_nan", "_rank0", "_rank1"], kind="stable", na_position="last")
+    best = order.groupby(by, dropna=False, sort=False).head(1).copy()
+    best["ratio"] = np.nan
+    for _, idx in best.groupby(by[:-1], dropna=False).groups.items():
+        group = best.loc[idx]
+        ref = group[group["cell"] == reference]
+        if ref.empty:
+            ref = group[group["optimizer"] == reference]
+        if len(ref) == 1 and ref["mean"].iloc[0] not in (0.0,) and pd.notna(ref["mean"].iloc[0]):
+            best.loc[idx, "ratio"] = group["mean"] / ref["mean"].iloc[0]
+    best = best.drop(columns=["_rank0", "_rank1", "_nan"]).sort_values(by, kind="stable")
+    best.attrs["metric"] = metric
+    return best.reset_index(drop=True)
+
+
+def _num(v: float, digits: int) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:.{digits}g}"
+
+
+def display(table: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
+    """The table as text cells, the way the paper shows it."""
+    metric = table.attrs.get("metric", "value")
+    label = METRICS[metric].label if metric in METRICS else metric
+    out = pd.DataFrame(
+        {
+            "setting": table.apply(
+                lambda r: "/".join(
+                    dict.fromkeys(str(r[c]) for c in _groups(table) if pd.notna(r[c]))
+                ),
+                axis=1,
+            ),
+            "optimizer": table["cell"].astype(str),
+            "lr_D": table["lr_d"].map(lambda v: _num(v, 3)),
+            "lr_G": table["lr_g"].map(lambda v: _num(v, 3)),
+            f"{label} (mean ± std)": [
+                f"{_num(m, digits)} ± {_num(s, 2)}" if not math.isnan(s) else _num(m, digits)
+                for m, s in zip(table["mean"], table["std"], strict=True)
+            ],
+            "n": table["n"].astype(int).astype(str),
+            "diverged": [
+                f"{d}/{s}" + (f" (+{e} errored)" if e else "")
+                for d, e, s in zip(table["diverged"], table["errored"], table["seeds"], strict=True)
+            ],
+            "running": table["running"].astype(int).astype(str),
+            "ratio to Adam": table["ratio"].map(lambda v: _num(v, 3)),
+        }
+    )
+    if table["protocol"].astype(bool).any():
+        out["FID protocol"] = table["protocol"]
+    return out
+
+
+def to_markdown(table: pd.DataFrame, digits: int = 4) -> str:
+    """A Markdown table (empty tables say so)."""
+    if table.empty:
+        return "(no trials)"
+    d = display(table, digits)
+    lines = ["| " + " | ".join(d.columns) + " |", "|" + "---|" * len(d.columns)]
+    lines += ["| " + " | ".join(map(str, r)) + " |" for r in d.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def to_latex(table: pd.DataFrame, digits: int = 4) -> str:
+    """A LaTeX tabular (booktabs)."""
+    d = display(table, digits)
+
+    def esc(s: str) -> str:
+        for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&")):
+            s = s.replace(a, b)
+        return s.replace("±", r"$\pm$")
+
+    lines = [r"\begin{tabular}{" + "l" * len(d.columns) + "}", r"\toprule"]
+    lines.append(" & ".join(esc(c) for c in d.columns) + r" \\")
+    lines.append(r"\midrule")
+    lines += [" & ".join(esc(str(v)) for v in r) + r" \\" for r in d.itertuples(index=False)]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines)
+
+
+def to_csv(table: pd.DataFrame, path: str | None = None) -> str:
+    """The numeric table as CSV (written to ``path`` when given)."""
+    text = table.to_csv(index=False)
+    if path is not None:
+        with open(path, "w") as f:
+            f.write(text)
+    return text

@@ -1,0 +1,178 @@
+"""analysis.collect and analysis.load on real Tune output (committed fixture) and real runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import analysis
+from analysis import schema
+
+FIXTURE = Path(__file__).parent / "fixtures" / "analysis" / "tune_output"
+
+
+def result_lines(trial: Path) -> list[dict]:
+    return [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def collected(tmp_path_factory):
+    dest = tmp_path_factory.mktemp("collected") / "results"
+    done = analysis.collect(str(FIXTURE), str(dest))
+    return done, dest, analysis.load(str(dest))
+
+
+def test_every_report_of_every_trial_becomes_one_row_with_its_config(collected):
+    done, _, df = collected
+    trials = sorted(p for p in FIXTURE.glob("*/*") if (p / "result.json").exists())
+    assert done.trials == len(trials) == df.groupby(["sweep", "trial_id"]).ngroups
+    assert len(df) == sum(len(result_lines(t)) for t in trials) == done.rows
+    assert not df.duplicated(list(schema.KEY)).any()
+    for trial in trials[::5]:
+        params = json.loads((trial / "params.json").read_text())
+        rows = df[(df["sweep"] == trial.parent.name) & (df["trial_dir"].str.endswith(trial.name))]
+        last = result_lines(trial)[-1]
+        assert rows["iteration"].tolist() == list(range(1, len(result_lines(trial)) + 1))
+        assert set(rows["trial_id"]) == {last["trial_id"]}
+        assert set(rows["lr_d"]) == {params["lr_d"]} and set(rows["seed"]) == {params["seed"]}
+        assert set(rows["cell"]) == {params["sweep_cell"]}
+        assert rows["step"].iloc[-1] == last["step"]
+        assert rows["loss_d"].iloc[-1] == pytest.approx(last["loss_d"])
+        assert rows["time_total_s"].iloc[-1] == pytest.approx(last["time_total_s"])
+        assert bool(rows["final"].iloc[-1]) and not rows["final"].iloc[:-1].any()
+    assert set(df["status"]) == {"finished"}
+    assert set(df["runner"]) == {"tune"}
+
+
+def test_documented_dtypes(collected):
+    _, _, df = collected
+    assert str(df["seed"].dtype) == "Int64" and str(df["step"].dtype) == "Int64"
+    assert str(df["diverged"].dtype) == "boolean" and str(df["final"].dtype) == "boolean"
+    assert df["lr_d"].dtype == "float64" and df["fid"].dtype == "float64"
+    assert str(df["fid_num_gen"].dtype) == "Int64"
+    assert str(df["timestamp"].dtype) == "datetime64[ms, UTC]"
+    assert pd.api.types.is_string_dtype(df["verdict"])
+    image = df[df["experiment"] == "wgangp"]
+    assert image["fid"].notna().all() and image["fid_extractor"].notna().all()
+    assert df.loc[df["experiment"] == "bimodal", "fid"].isna().all()
+    mags = [c for c in df.columns if c.startswith("mag/G/")]
+    assert mags and all(df[c].dtype == "float64" for c in mags)
+
+
+def test_collect_again_rewrites_nothing_and_gives_the_same_frame(collected):
+    _, dest, df = collected
+    parts = {p: p.stat().st_mtime_ns for p in dest.glob("part-*.parquet")}
+    again = analysis.collect(str(FIXTURE), str(dest))
+    assert again.updated == 0 and again.rows == len(df)
+    assert {p: p.stat().st_mtime_ns for p in dest.glob("part-*.parquet")} == parts
+    pd.testing.assert_frame_equal(analysis.load(str(dest)), df)
+
+
+def copy_trial(tmp_path: Path, name: str = "adam_s0_4431cda1") -> Path:
+    src = FIXTURE / "bimodal" / name
+    dst = tmp_path / "runs" / "bimodal" / name
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_a_running_trial_gains_rows_without_duplicates_and_finishes(tmp_path):
+    trial = copy_trial(tmp_path)
+    lines = (trial / "result.json").read_text().splitlines(keepends=True)
+    dest = str(tmp_path / "results")
+    # one whole report and half of the next one, as while Tune is writing
+    (trial / "result.json").write_text(lines[0] + lines[1][:40])
+    first = analysis.collect(str(tmp_path / "runs"), dest)
+    df = analysis.load(dest)
+    assert first.updated == 1 and len(df) == 1 and set(df["status"]) == {"running"}
+    assert not df["final"].any()
+    (trial / "result.json").write_text("".join(lines[:2]))
+    analysis.collect(str(tmp_path / "runs"), dest)
+    assert analysis.load(dest)["iteration"].tolist() == [1, 2]
+    # a restored trial repeats iteration 2 (Tune appends again after a restore)
+    (trial / "result.json").write_text("".join(lines[:2] + lines[1:]))
+    analysis.collect(str(tmp_path / "runs"), dest)
+    df = analysis.load(dest)
+    assert df["iteration"].tolist() == [1, 2, 3]
+    assert set(df["status"]) == {"finished"} and df["final"].tolist() == [False, False, True]
+
+
+def test_rows_already_collected_are_kept_when_the_source_loses_them(tmp_path):
+    trial = copy_trial(tmp_path)
+    dest = str(tmp_path / "results")
+    analysis.collect(str(tmp_path / "runs"), dest)
+    lines = (trial / "result.json").read_text().splitlines(keepends=True)
+    (trial / "result.json").write_text(lines[0])
+    analysis.collect(str(tmp_path / "runs"), dest)
+    assert analysis.load(dest)["iteration"].tolist() == [1, 2, 3]
+
+
+def test_an_errored_trial_is_errored_until_it_finishes(tmp_path):
+    trial = copy_trial(tmp_path)
+    lines = (trial / "result.json").read_text().splitlines(keepends=True)
+    (trial / "result.json").write_text(lines[0])
+    (trial / "error.txt").write_text("Failure # 1 (occurred at ...)\nRuntimeError: boom\n")
+    dest = str(tmp_path / "results")
+    done = analysis.collect(str(tmp_path / "runs"), dest)
+    assert done.statuses == {"errored": 1}
+    assert set(analysis.load(dest)["status"]) == {"errored"}
+    (trial / "result.json").write_text("".join(lines))  # retried and finished
+    analysis.collect(str(tmp_path / "runs"), dest)
+    assert set(analysis.load(dest)["status"]) == {"finished"}
+
+
+def test_plain_process_runs_are_collected(tmp_path):
+    from trainers.run import run_trial
+
+    config = {"experiment": "bimodal", "optimizer": "nsgda", "seed": 3}
+    config |= {"steps": 60, "eval_every": 20, "checkpoint_every": 60}
+    out = tmp_path / "plain" / "nsgda_seed3"
+    run_trial(config, out, quiet=True)
+    reports = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    meta = json.loads((out / "trial.json").read_text())
+    dest = str(tmp_path / "results")
+    done = analysis.collect(str(tmp_path / "plain"), dest)
+    df = analysis.load(dest)
+    assert done.trials == 1 and len(df) == len(reports) == 3
+    assert set(df["runner"]) == {"plain"} and set(df["sweep"]) == {"plain"}
+    assert set(df["trial_id"]) == {"nsgda_seed3"} and set(df["cell"]) == {"nsgda"}
+    assert df["step"].tolist() == [r["step"] for r in reports]
+    assert set(df["git_commit"]) == {meta["git_commit"]}
+    assert df["status"].iloc[0] == "finished" and bool(df["final"].iloc[-1])
+    assert df["time_total_s"].tolist() == pytest.approx([r["time_s"] for r in reports])
+
+
+def test_file_uris_give_the_same_frame_as_paths(tmp_path, collected):
+    _, _, df = collected
+    dest = "file://" + str(tmp_path / "uri_results")
+    done = analysis.collect("file://" + str(FIXTURE), dest)
+    assert done.trials == df.groupby(["sweep", "trial_id"]).ngroups
+    uri = analysis.load(dest)
+    pd.testing.assert_frame_equal(uri, df)
+
+
+def test_load_names_missing_columns_and_wrong_types(tmp_path, collected):
+    _, dest, _ = collected
+    part = next(dest.glob("part-*.parquet"))
+    table = pq.read_table(part)
+    pq.write_table(table.drop_columns(["status", "lr_d"]), tmp_path / "missing.parquet")
+    with pytest.raises(analysis.SchemaError, match="missing column.*status.*lr_d|lr_d.*status"):
+        analysis.load(str(tmp_path / "missing.parquet"))
+    i = table.schema.get_field_index("seed")
+    bad = table.set_column(i, "seed", pa.array([str(v) for v in table["seed"].to_pylist()]))
+    pq.write_table(bad, tmp_path / "typed.parquet")
+    with pytest.raises(analysis.SchemaError, match="seed is string, expected int64"):
+        analysis.load(str(tmp_path / "typed.parquet"))
+    with pytest.raises(FileNotFoundError, match="no results dataset"):
+        analysis.load(str(tmp_path / "nothing"))
+
+
+def test_no_temporary_files_are_left(collected):
+    _, dest, _ = collected
+    assert not [n for n in os.listdir(dest) if n.startswith(".")]
