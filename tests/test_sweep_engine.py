@@ -101,3 +101,21 @@ def test_bad_sweeps_exit_2_before_anything_is_written(tmp_path, capsys, sweep, w
 def test_validate_raises_sweep_error():
     with pytest.raises(SweepError, match="unknown optimizer"):
         tiny_sweep(cells=[Cell("sgd", StepSizes(grid=(1e-3,)))]).validate()
+
+
+def test_a_diverging_trial_is_marked_penalised_and_the_sweep_goes_on(tmp_path):
+    sweep = Sweep(
+        name="diverge",
+        experiment="mog",
+        metric="modes_missed",
+        seeds=[0],
+        fixed={"steps": 100, "eval_every": 50, "checkpoint_every": 50, "eval_samples": 2000},
+        cells=[Cell("sgda", StepSizes(grid=(1e6,))), Cell("adam", StepSizes(grid=(1e-4,)))],
+    )
+    outcome = run(sweep, ["--storage", str(tmp_path), "--num-cpus", "2"])
+    assert outcome.code == 0
+    trials = outcome.trials.set_index("cell")
+    assert bool(trials.loc["sgda", "diverged"]) and trials.loc["sgda", "step"] == 50
+    assert trials.loc["sgda", "objective"] == 1.0  # the documented penalty of modes_missed
+    assert not bool(trials.loc["adam", "diverged"]) and trials.loc["adam", "step"] == 100
+    assert 0.0 <= trials.loc["adam", "objective"] <= 1.0

@@ -11,6 +11,7 @@ results file never holds a row twice and never loses one.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import sys
@@ -42,6 +43,13 @@ def load_config(text_or_path: str) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise ConfigError("<config>", config, "a JSON object")
     return config
+
+
+def strict_json(report: dict[str, Any]) -> dict[str, Any]:
+    """NaN and infinities become null: results.jsonl is strict JSON (``diverged`` says why)."""
+    return {
+        k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in report.items()
+    }
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -105,7 +113,7 @@ def run_trial(
 
     def on_report(report: dict[str, Any], ckpt: Path | None) -> None:
         with open(results, "a") as f:
-            f.write(json.dumps(report, sort_keys=True) + "\n")
+            f.write(json.dumps(strict_json(report), sort_keys=True, allow_nan=False) + "\n")
             f.flush()
             os.fsync(f.fileno())
         if ckpt is not None:
@@ -125,6 +133,7 @@ def run_trial(
     last = loop.train(
         cfg,
         on_report=on_report,
+        on_figures=on_figures,
         scratch=scratch,
         resume=latest,
         progress=None if quiet else progress,

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import ray
 from ray import tune
 
 from sweeps.engine.objectives import OBJECTIVES
@@ -36,6 +37,7 @@ def make_trainable(metric: str, penalty: float | None):
                 row[OBJECTIVE] = objective.of(report, penalty)
                 row["git_commit"] = meta["git_commit"]
                 if first:
+                    row["node"] = ray.get_runtime_context().get_node_id()
                     row["versions"] = ", ".join(f"{k}={v}" for k, v in meta["versions"].items())
                     first = False
                 checkpoint = tune.Checkpoint.from_directory(str(ckpt)) if ckpt else None
