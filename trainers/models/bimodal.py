@@ -4,10 +4,11 @@
     D(X)   = sigmoid(a * sum_i <w_i, X>^3 + b / sqrt(d))  (m_D neurons w_i, scalars a, b)
 
 Where sqrt(d) divides: the extracted paper text reads "a sum <w_i,X>^3 + b sqrt d" with the
-layout lost; we divide only the bias, b / sqrt(d). With the cubic term O(||w||^3) tiny at the
-small initialisation, a bias entering at full scale would dominate the logit (its gradient is
-O(1) while W's is O(||w||^2)); dividing it by sqrt(d) keeps b a slow, secondary parameter, which
-is what the proof's phases need (D first learns directions, then "only changes a and b").
+layout lost; we divide only the bias, b / sqrt(d) (as the prototype in REFERENCES did). At the
+small initialisation the cubic term a sum <w_i, X>^3 is tiny (about 1e-8), so dividing the whole
+logit by sqrt(d) would only make every gradient 10x smaller; scaling b by 1/sqrt(d)
+keeps the bias a slow parameter (its gradient is at most 1/sqrt(d)) next to the directions W
+that the theory is about.
 
 Each player has one layer (a module): G's ``linear`` (weight V, shape (m_G, d)) and D's
 ``cubic`` (weight W, shape (m_D, d), with a and b), so a layer-wise optimizer normalises
