@@ -119,3 +119,10 @@ def test_a_diverging_trial_is_marked_penalised_and_the_sweep_goes_on(tmp_path):
     assert trials.loc["sgda", "objective"] == 1.0  # the documented penalty of modes_missed
     assert not bool(trials.loc["adam", "diverged"]) and trials.loc["adam", "step"] == 100
     assert 0.0 <= trials.loc["adam", "objective"] <= 1.0
+    # scalars (Tune's logger) and sample figures (ours) are in TensorBoard
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    adam_dir = next(d for d in (tmp_path / "diverge").iterdir() if d.name.startswith("adam_"))
+    events = EventAccumulator(str(adam_dir), size_guidance={"images": 0}).Reload()
+    assert any(tag.startswith("samples/") for tag in events.Tags()["images"])
+    assert any("step" in tag for tag in events.Tags()["scalars"])

@@ -9,6 +9,7 @@ import sys
 from trainers.config import ConfigError
 
 EXIT_BAD_CONFIG = 2
+EXIT_MISSING_FILE = 3
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"gansweep: bad config: {e}", file=sys.stderr)
         return EXIT_BAD_CONFIG
+    except FileNotFoundError as e:  # data sets, Inception weights, scale profiles
+        print(f"gansweep: {e}", file=sys.stderr)
+        return EXIT_MISSING_FILE
     status = "diverged" if last.get("diverged") else "finished"
     print(f"trial {status} at step {last.get('step')}; results in {args.out}/results.jsonl")
     return 0

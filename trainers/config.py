@@ -95,6 +95,7 @@ def common_fields(experiments: tuple[str, ...]) -> dict[str, Field]:
         "eval_every": Field(REQUIRED, int, low=1),
         "checkpoint_every": Field(REQUIRED, int, low=1, help="steps; rounded up to evaluations"),
         "device": Field("cpu", str, choices=("cpu", "cuda", "auto")),
+        "threads": Field(None, int, low=1, nullable=True, help="torch CPU threads; null: default"),
     }
 
 

@@ -50,6 +50,8 @@ def train(
     that checkpoint was taken; a finished run returns its last report without training.
     ``on_figures(step, {name: Figure})`` receives the experiment's figures at each evaluation.
     """
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg["threads"])
     torch.manual_seed(cfg["seed"])
     exp = experiments.build(cfg)
     dynamics = Dynamics(exp.players, exp.optimizers)
@@ -140,5 +142,5 @@ def _progress_line(cfg: dict[str, Any], report: dict[str, Any], steps: int) -> s
     flag = " DIVERGED" if report["diverged"] else ""
     return (
         f"[{tag}] step {step}/{steps} ({100 * step / steps:.0f}%) {losses} "
-        f"{rate:.0f} steps/s eta {eta:.0f}s{flag}"
+        f"{rate:.3g} steps/s eta {eta:.0f}s{flag}"
     )

@@ -169,6 +169,7 @@ def _fit(sweep: Sweep, storage: str, args: argparse.Namespace) -> Outcome:
                 storage_path=storage,
                 failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                sync_config=tune.SyncConfig(sync_artifacts=True),
                 progress_reporter=reporter,
                 verbose=1,
             ),

@@ -165,7 +165,8 @@ class Sweep:
 
     def trial_config(self, cell: Cell, lr: float, ratio: float, seed: int) -> dict[str, Any]:
         """The trainer config of one trial (before defaults are filled in)."""
-        config = {"experiment": self.experiment, **self.fixed, **cell.overrides}
+        config = {"experiment": self.experiment, "threads": max(1, int(self.resources.cpu))}
+        config.update(**self.fixed, **cell.overrides)
         config.update(optimizer=cell.optimizer, seed=seed, lr_d=lr * ratio, lr_g=lr)
         if cell.dataset is not None:
             config["dataset"] = cell.dataset

@@ -45,10 +45,38 @@ def make_trainable(metric: str, penalty: float | None):
                 if ckpt is not None:
                     shutil.rmtree(ckpt, ignore_errors=True)
 
-            loop.train(cfg, on_report=on_report, scratch=Path(scratch) / "out", resume=resume)
+            images = _FigureLog()
+            loop.train(
+                cfg,
+                on_report=on_report,
+                on_figures=images.add,
+                scratch=Path(scratch) / "out",
+                resume=resume,
+            )
+            images.close()
 
     train_trial.__name__ = "gansweep_trial"
     return train_trial
+
+
+class _FigureLog:
+    """Sample figures of a trial as TensorBoard images in the trial's directory."""
+
+    def __init__(self) -> None:
+        self.writer = None
+
+    def add(self, step: int, figures: dict[str, Any]) -> None:
+        if self.writer is None:
+            from tensorboardX import SummaryWriter
+
+            self.writer = SummaryWriter(logdir=tune.get_context().get_trial_dir())
+        for name, fig in figures.items():
+            self.writer.add_figure(f"samples/{name}", fig, global_step=step, close=False)
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
 
 
 def _reportable(value: Any) -> bool:
