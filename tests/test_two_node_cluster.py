@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -80,10 +81,8 @@ def cluster(tmp_path):
         for proc in psutil.process_iter(["cmdline"]):
             cmd = " ".join(proc.info["cmdline"] or [])
             if str(temp) in cmd or f"127.0.0.1:{port}" in cmd:
-                try:
+                with contextlib.suppress(psutil.Error):
                     proc.kill()
-                except psutil.Error:
-                    pass
         shutil.rmtree(temp, ignore_errors=True)
 
 
