@@ -51,11 +51,11 @@ FIELDS: dict[str, Field] = {
 }
 
 # nsgda: lr_G slightly below lr_D, T = 30 / lr_D steps. Measured over 200 seeds with a
-# seed-batched float64 copy of this step (d 100, gamma 0.1, init std 0.01): m_D = m_G = 20 reaches "both" in 85% of seeds at these values (88% with
-# 3000 steps); m_D = m_G = 10 in 74-82% (lr_D 1e-2, 2000-4000 steps), the prototype's lr_D 1e-3
-# for 20k steps does no better at 10x the cost. sgda blows up in finite time (a few thousand
-# steps at lr 1, see the stop rule), so it runs until the stop rule fires, evaluated every 100
-# steps for Fig. 3's traces.
+# seed-batched float64 copy of this step (d 100, gamma 0.1, init std 0.01): m_D = m_G = 20
+# reaches "both" in 85% of seeds at these values (88% with 3000 steps); m_D = m_G = 10 in
+# 74-82% (lr_D 1e-2, 2000-4000 steps); the prototype's lr_D 1e-3 for 20k steps does no better
+# at 10x the cost. sgda blows up in finite time (a few thousand steps at lr 1, see the stop
+# rule), so it runs until the stop rule fires, evaluated every 100 steps for Fig. 3's traces.
 _DEFAULTS: dict[str, dict[str, Any]] = {
     "nsgda": {"lr_d": 1.5e-2, "lr_g": 7.5e-3, "steps": 2_000},
     "sgda": {"lr_d": 1.0, "lr_g": 1.0, "steps": 50_000, "eval_every": 100},
