@@ -66,6 +66,7 @@ METRICS: dict[str, Metric] = {
         Metric("modes_covered", _col("modes_covered"), True, "modes covered"),
         Metric("modes_share", _modes_share, True, "share of modes covered"),
         Metric("hq_fraction", _col("hq_fraction"), True, "high-quality samples"),
+        Metric("objective", _col("objective"), False, "sweep objective"),
     )
 }
 
