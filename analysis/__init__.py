@@ -5,12 +5,47 @@
     df = analysis.load("results/")                        # one row per (trial, report)
     table = analysis.main_table(df, "fid")                # best step size per optimizer
     print(analysis.to_markdown(table))
+    analysis.save(analysis.fig4(df), "fig4.png")
 
-Command line: ``python -m analysis report RUNS --out DIR``.
+Command line: ``python -m analysis report RUNS --out DIR`` (and ``collect RUNS --dest DIR``).
+The columns are documented in ``analysis.schema`` (``analysis.schema.describe()``).
 """
 
 from analysis.collect import Collected, collect
+from analysis.figures import NoData, fig1, fig2a, fig2bc, fig3, fig4, save
 from analysis.load import load
+from analysis.report import report
 from analysis.schema import SchemaError
+from analysis.tables import (
+    ProtocolError,
+    final_rows,
+    main_table,
+    metric_for,
+    step_size_table,
+    to_csv,
+    to_latex,
+    to_markdown,
+)
 
-__all__ = ["Collected", "SchemaError", "collect", "load"]
+__all__ = [
+    "Collected",
+    "NoData",
+    "ProtocolError",
+    "SchemaError",
+    "collect",
+    "fig1",
+    "fig2a",
+    "fig2bc",
+    "fig3",
+    "fig4",
+    "final_rows",
+    "load",
+    "main_table",
+    "metric_for",
+    "report",
+    "save",
+    "step_size_table",
+    "to_csv",
+    "to_latex",
+    "to_markdown",
+]

@@ -176,3 +176,8 @@ def test_load_names_missing_columns_and_wrong_types(tmp_path, collected):
 def test_no_temporary_files_are_left(collected):
     _, dest, _ = collected
     assert not [n for n in os.listdir(dest) if n.startswith(".")]
+
+
+def test_the_schema_in_the_package_docs_is_the_checked_one():
+    readme = (Path(analysis.__file__).parent / "README.md").read_text()
+    assert schema.describe() in readme
