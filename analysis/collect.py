@@ -342,13 +342,15 @@ def collect(source: str | Iterable[str], dest: str, progress: Progress | None = 
                 new = pd.concat([old, new], ignore_index=True) if len(new) else old
                 new = new.drop_duplicates("iteration", keep="last")
             errored = any(e in trial.files for e in ERROR_FILES)
-            table = to_arrow(with_status(new, errored))
-            _write_atomic(dfs, part, lambda f, t=table: pq.write_table(t, f))
-            status = table.column("status")[0].as_py() if table.num_rows else "running"
+            status, rows = ("errored" if errored else "running"), 0
+            if len(new):  # a trial without a report yet has no part file
+                table = to_arrow(with_status(new, errored))
+                _write_atomic(dfs, part, lambda f, t=table: pq.write_table(t, f))
+                status, rows = table.column("status")[0].as_py(), table.num_rows
             manifest[trial.key] = {
                 "signature": trial.signature(),
                 "file": trial.part,
-                "rows": table.num_rows,
+                "rows": rows,
                 "status": status,
             }
             out.updated += 1

@@ -86,6 +86,8 @@ def test_a_running_trial_gains_rows_without_duplicates_and_finishes(tmp_path):
     trial = copy_trial(tmp_path)
     lines = (trial / "result.json").read_text().splitlines(keepends=True)
     dest = str(tmp_path / "results")
+    (trial / "result.json").unlink()  # Tune made the directory, no report yet
+    assert analysis.collect(str(tmp_path / "runs"), dest).statuses == {"running": 1}
     # one whole report and half of the next one, as while Tune is writing
     (trial / "result.json").write_text(lines[0] + lines[1][:40])
     first = analysis.collect(str(tmp_path / "runs"), dest)

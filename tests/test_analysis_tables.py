@@ -201,3 +201,14 @@ def test_task_tables_on_real_output(real):
         t = tables.main_table(sub, tables.metric_for(exp))
         assert set(t["cell"]) == set(sub["cell"]) and (t["n"] == 2).all()
         assert t["mean"].between(0, 8).all()
+
+
+def test_objective_table_is_what_the_sweep_engine_computes(real):
+    """The engine's end-of-sweep table: per cell, lowest mean objective over seeds."""
+    sub = real[real["sweep"] == "mog"]
+    t = tables.main_table(sub, "objective", penalty=1.0).set_index("cell")
+    final = tables.final_rows(sub)
+    means = final.groupby(["cell", "lr_d", "lr_g"])["objective"].mean()
+    for cell in t.index:
+        assert t.loc[cell, "mean"] == pytest.approx(means.loc[cell].min())
+        assert (t.loc[cell, "lr_d"], t.loc[cell, "lr_g"]) == means.loc[cell].idxmin()
