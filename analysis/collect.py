@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -227,7 +228,8 @@ def read_trial(trial: Trial) -> pd.DataFrame:
 
 def _is_final(row: pd.Series) -> bool:
     """The loop's last report: diverged, stopped early by the experiment, or all steps done."""
-    if bool(row.get("diverged") is True):
+    diverged = row.get("diverged")
+    if isinstance(diverged, (bool, np.bool_)) and diverged:
         return True
     stop = row.get("stop_reason")
     if isinstance(stop, str) and stop:

@@ -183,3 +183,17 @@ def test_no_temporary_files_are_left(collected):
 def test_the_schema_in_the_package_docs_is_the_checked_one():
     readme = (Path(analysis.__file__).parent / "README.md").read_text()
     assert schema.describe() in readme
+
+
+def test_a_diverged_trial_is_final_and_diverged(tmp_path):
+    trial = copy_trial(tmp_path)
+    rows = result_lines(trial)[:2]
+    rows[-1] |= {"diverged": True, "loss_d": float("nan")}
+    dest = str(tmp_path / "results")
+    for n in (1, 2):  # the second collect merges with the first one's (nullable) rows
+        text = "".join(json.dumps(r) + "\n" for r in rows[:n])
+        (trial / "result.json").write_text(text)
+        analysis.collect(str(tmp_path / "runs"), dest)
+    df = analysis.load(dest)
+    assert set(df["status"]) == {"diverged"} and df["final"].tolist() == [False, True]
+    assert df["step"].iloc[-1] < df["steps"].iloc[-1] and pd.isna(df["loss_d"].iloc[-1])
