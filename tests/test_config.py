@@ -54,3 +54,13 @@ def test_bad_values_name_key_value_and_rule(config, key, words):
 def test_nullable_accepts_null():
     assert resolve({"steps": 1, "extra": None}, FIELDS)["extra"] is None
     assert resolve({"steps": 1, "extra": 4}, FIELDS)["extra"] == 4
+
+
+def test_user_optimizer_options_merge_with_the_experiments_defaults():
+    from trainers.experiments import resolve_config
+
+    base = {"experiment": "mog", "optimizer": "adam", "seed": 0}
+    defaults = resolve_config(base)["optimizer_options"]
+    cfg = resolve_config({**base, "optimizer_options": {"eps": 1e-6}})
+    assert cfg["optimizer_options"] == {**defaults, "eps": 1e-6}
+    assert list(cfg["optimizer_options"]["betas"]) == [0.5, 0.999]

@@ -116,6 +116,8 @@ def resolve(
     for key, field in fields.items():
         if key in config:
             value = config[key]
+            if field.kind is dict and optimizer_defaults and isinstance(value, Mapping):
+                value = {**optimizer_defaults.get(key, {}), **value}  # user keys win
         elif optimizer_defaults and key in optimizer_defaults:
             value = optimizer_defaults[key]
         else:

@@ -85,13 +85,10 @@ def train(
         loss_sum, count = {}, 0
         diverged = not all(math.isfinite(v) for v in means.values())
         final = diverged or stop is not None or state.step == steps
-        state.time_s += time.perf_counter() - tic
-        tic = time.perf_counter()
         report: dict[str, Any] = {
             "step": state.step,
             "kimg": state.step * exp.batch_size / 1000,
             "diverged": diverged,
-            "time_s": state.time_s,
             **means,
         }
         if not diverged:
@@ -104,6 +101,9 @@ def train(
                     _close(figures)
         if stop is not None:
             report["stop_reason"] = stop
+        state.time_s += time.perf_counter() - tic  # training and evaluation, this process
+        tic = time.perf_counter()
+        report["time_s"] = state.time_s
         state.reports += 1
         state.finished = final
         state.last = report
@@ -122,7 +122,6 @@ def train(
             progress(_progress_line(cfg, report, steps))
         if final:
             break
-        tic = time.perf_counter()
     return state.last
 
 

@@ -114,8 +114,9 @@ def run_trial(
     def on_report(report: dict[str, Any], ckpt: Path | None) -> None:
         with open(results, "a") as f:
             f.write(json.dumps(strict_json(report), sort_keys=True, allow_nan=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+            if ckpt is not None:  # rows up to a checkpoint are durable before it exists;
+                f.flush()  # later rows are redone on resume anyway
+                os.fsync(f.fileno())
         if ckpt is not None:
             checkpoint.install(ckpt, out / CHECKPOINTS, report["step"])
 

@@ -9,11 +9,11 @@ Everything is validated before Ray starts or a file is written; a bad value exit
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sweeps.engine.spec import Sweep, SweepError
 
@@ -138,7 +138,7 @@ def run(
 def _fit(sweep: Sweep, storage: str, args: argparse.Namespace) -> Outcome:
     from ray import tune
 
-    from sweeps.engine import summary
+    import analysis
     from sweeps.engine.searcher import OBJECTIVE, CellSearcher
     from sweeps.engine.trainable import make_trainable
 
@@ -174,15 +174,29 @@ def _fit(sweep: Sweep, storage: str, args: argparse.Namespace) -> Outcome:
                 verbose=1,
             ),
         )
-    results = tuner.fit()
-    trials = summary.trial_rows(results, sweep.metric, sweep.penalty)
-    table = summary.comparison(trials)
-    text = summary.markdown(table, sweep.metric)
+    tuner.fit()
+    table, trials = comparison(sweep, path)
+    text = analysis.to_markdown(table)
     print(f"\n{sweep.name}: {len(trials)} trials; best step size per cell (metric {sweep.metric}):")
     print(text)
-    _save(path, "summary.json", json.dumps(json.loads(table.to_json(orient="records")), indent=1))
     _save(path, "summary.md", text + "\n")
+    _save(path, "summary.csv", analysis.to_csv(table))
     return Outcome(0, path, table, trials)
+
+
+def comparison(sweep: Sweep, path: str) -> tuple[Any, Any]:
+    """Collect the sweep into ``<path>/results`` (parquet) and return (table, final rows):
+    per cell the step size with the lowest mean objective over seeds, failed seeds counted
+    as the objective's penalty."""
+    import analysis
+    from sweeps.engine.objectives import OBJECTIVES
+
+    analysis.collect(path, f"{path}/results")
+    df = analysis.load(f"{path}/results")
+    df = df[df["sweep"] == sweep.name]
+    penalty = sweep.penalty if sweep.penalty is not None else OBJECTIVES[sweep.metric].penalty
+    table = analysis.main_table(df, "objective", penalty=penalty)
+    return table, analysis.final_rows(df)
 
 
 def _trial_name(trial) -> str:

@@ -46,6 +46,10 @@ def _modes_missed(r: dict[str, Any]) -> float:
     return 1.0 - r["modes_covered"] / r["modes_total"]
 
 
+def _mode_kl(r: dict[str, Any]) -> float:
+    return r["mode_kl"]
+
+
 OBJECTIVES: dict[str, Objective] = {
     o.name: o
     for o in (

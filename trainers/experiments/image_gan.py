@@ -40,6 +40,9 @@ def image_fields(
         "data_path": Field(None, str, nullable=True, help="data root, or the folder/zip"),
         "resolution": Field(None, int, nullable=True, help="null: the dataset's own (32 px)"),
         "generated_size": Field(1024, int, low=2, help="images of the 'generated' dataset"),
+        "data_seed": Field(
+            0, int, low=0, help="seed of the 'generated' dataset (same for all trials)"
+        ),
         "batch_size": Field(64, int, low=1, help="D's batch; kimg counts G steps x this"),
         "z_dim": Field(z_dim, int, low=1),
         "width": Field(1.0, float, positive=True, help="channel multiplier; 1 is the paper's"),
@@ -104,7 +107,11 @@ class ImageGAN(Experiment):
         self.cfg = cfg
         self.device = resolve_device(cfg["device"])
         self.data = data.load(
-            cfg["dataset"], cfg["data_path"], resolution_of(cfg), cfg["seed"], cfg["generated_size"]
+            cfg["dataset"],
+            cfg["data_path"],
+            resolution_of(cfg),
+            cfg["data_seed"],
+            cfg["generated_size"],
         ).to(self.device)
         self.players = {"G": G.to(self.device), "D": D.to(self.device)}
         self.optimizers = {

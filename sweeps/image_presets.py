@@ -1,0 +1,52 @@
+"""What the image sweeps share: the paper's step-size grids and a CPU smoke version."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from sweeps.engine import Cell, Resources, StepSizes, Sweep, log_grid
+
+# Coarse log grids (the paper's protocol). nSGDA's lr is the absolute per-layer step, about
+# sqrt(layer size) times Adam's (whose unit step is sign-like), hence its higher range.
+GRIDS = {
+    "adam": log_grid(1e-5, 1e-2, 7),
+    "ada-nsgda": log_grid(1e-5, 1e-2, 7),
+    "sgda": log_grid(1e-4, 1e-1, 7),
+    "nsgda": log_grid(1e-3, 1e0, 7),
+}
+
+SMOKE = {
+    "dataset": "generated",
+    "generated_size": 64,
+    "device": "cpu",
+    "width": 0.125,
+    "batch_size": 8,
+    "steps": 6,
+    "eval_every": 3,
+    "checkpoint_every": 3,
+    "lr_decay_steps": None,
+    "fid_num_gen": 32,
+    "fid_num_gen_final": 64,
+    "fid_extractor": "randconv",
+    "kid": "never",
+}
+
+
+def optimizer_cells(dataset: str, optimizers: tuple[str, ...] = tuple(GRIDS)) -> list[Cell]:
+    """One cell per optimizer over its grid, on ``dataset``."""
+    return [Cell(name, StepSizes(grid=tuple(GRIDS[name])), dataset=dataset) for name in optimizers]
+
+
+def smoke(sweep: Sweep) -> Sweep:
+    """Two cells, one step size each, two seeds, tiny networks on generated images, CPU only."""
+    cells = [
+        replace(c, dataset=None, lrs=replace(c.lrs, grid=c.lrs.grid[len(c.lrs.grid) // 2 :][:1]))
+        for c in sweep.cells[:2]
+    ]
+    return replace(
+        sweep,
+        cells=cells,
+        seeds=list(sweep.seeds)[:2],
+        fixed={**sweep.fixed, **SMOKE},
+        resources=Resources(cpu=1, gpu=0),
+    )

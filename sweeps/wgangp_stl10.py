@@ -1,0 +1,24 @@
+"""Fig. 4b: ResNet WGAN-GP on STL-10 (unlabeled split, 48 px) with adam, ada-nsgda, sgda and nsgda.
+
+Each optimizer: a coarse log grid of step sizes (both players), 5 seeds, 45k generator steps at
+batch 64 (2880 kimg), lambda_GP 10, n_dis 5, lr decayed linearly (to 0 at 100k steps, as in the
+paper); the best step size by mean final FID (50k samples against the training set).
+
+    python sweeps/wgangp_stl10.py [--smoke] [--address ADDR] [--storage URI] [--resume]
+"""
+
+from sweeps.engine import Resources, Sweep, main
+from sweeps.image_presets import optimizer_cells, smoke
+
+SWEEP = Sweep(
+    name="wgangp_stl10",
+    experiment="wgangp",
+    metric="fid",
+    seeds=range(5),
+    cells=optimizer_cells("stl10"),
+    fixed={"device": "auto"},
+    resources=Resources(cpu=4, gpu=1),
+)
+
+if __name__ == "__main__":
+    main(SWEEP, smoke=smoke)

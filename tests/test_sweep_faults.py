@@ -1,0 +1,125 @@
+"""Faults on a real local Ray: a killed trial resumes from its checkpoint with the same numbers,
+and a killed driver's sweep finishes with --resume without rerunning finished trials."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SCRIPT = """
+import sys
+from sweeps.engine import Cell, StepSizes, Sweep, main
+steps = int(sys.argv.pop(1))
+main(Sweep(
+    name="faults", experiment="bimodal", metric="miss_both", seeds=[0, 1],
+    fixed={"steps": steps, "eval_every": 100, "checkpoint_every": 100, "p_two": 0.0},
+    cells=[Cell("nsgda", StepSizes(grid=(1e-3, 3e-3)))],
+))
+"""
+
+
+def launch(tmp_path: Path, storage: Path, steps: int, *extra: str) -> subprocess.Popen:
+    script = tmp_path / "faults.py"
+    script.write_text(SCRIPT)
+    # a file, not a pipe: an unread pipe fills up and blocks the driver
+    log = open(storage.parent / f"{storage.name}.log", "a")  # noqa: SIM115 (the child holds it)
+    cmd = [sys.executable, str(script), str(steps), "--storage", str(storage), "--num-cpus", "2"]
+    proc = subprocess.Popen(
+        [*cmd, *extra], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    proc.log_path = log.name
+    return proc
+
+
+def output(proc: subprocess.Popen) -> str:
+    return Path(proc.log_path).read_text()
+
+
+def trial_rows(storage: Path) -> dict[str, list[dict]]:
+    out = {}
+    for d in (storage / "faults").iterdir():
+        if (d / "result.json").exists():
+            rows = [json.loads(x) for x in (d / "result.json").read_text().splitlines() if x]
+            out[
+                d.name.split("_")[0]
+                + f"_lr{rows[0]['config']['lr_g']:.0e}_s{rows[0]['config']['seed']}"
+            ] = rows
+    return out
+
+
+def wait_for(predicate, timeout: float = 300.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise TimeoutError("condition not reached")
+
+
+def final(rows: list[dict]) -> dict:
+    keep = ("step", "verdict", "objective", "loss_d", "loss_g", "grad_ratio")
+    return {k: rows[-1].get(k) for k in keep}
+
+
+def test_killed_trial_resumes_from_checkpoint_with_the_same_numbers(tmp_path):
+    clean = tmp_path / "clean"
+    p = launch(tmp_path, clean, 4000)
+    assert p.wait(timeout=900) == 0, output(p)[-3000:]
+    reference = {k: final(v) for k, v in trial_rows(clean).items()}
+
+    faulty = tmp_path / "faulty"
+    p = launch(tmp_path, faulty, 4000)
+
+    def running_trial_pid() -> int | None:
+        for rows in _safe_rows(faulty).values():
+            if len(rows) >= 5 and not rows[-1].get("done"):
+                return rows[-1]["pid"]
+        return None
+
+    wait_for(lambda: running_trial_pid() is not None)
+    os.kill(running_trial_pid(), signal.SIGKILL)
+    assert p.wait(timeout=900) == 0, output(p)[-3000:]
+    result = {k: final(v) for k, v in trial_rows(faulty).items()}
+    assert result == reference
+    restored = [r for rows in trial_rows(faulty).values() for r in rows if r.get("trial_id")]
+    assert len({r["pid"] for r in restored}) > 1 + 2  # some trial ran in a second process
+
+
+def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
+    storage = tmp_path / "runs"
+    steps = 6000
+    p = launch(tmp_path, storage, steps)
+
+    def finished() -> dict[str, list[dict]]:
+        return {k: v for k, v in _safe_rows(storage).items() if v and v[-1]["step"] == steps}
+
+    wait_for(lambda: finished() and len(_safe_rows(storage)) > len(finished()))
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    before = finished()
+    assert before and len(before) < 4
+
+    p = launch(tmp_path, storage, steps, "--resume")
+    assert p.wait(timeout=900) == 0, output(p)[-3000:]
+    after = trial_rows(storage)
+    assert len(after) == 4 and all(rows[-1]["step"] == steps for rows in after.values())
+    for name, rows in before.items():
+        assert after[name] == rows  # finished trials were not run again
+    for rows in after.values():
+        got = [r["step"] for r in rows]
+        assert got == sorted(set(got))  # every report once
+    assert "nsgda" in output(p)
+
+
+def _safe_rows(storage: Path) -> dict[str, list[dict]]:
+    try:
+        return trial_rows(storage)
+    except (json.JSONDecodeError, FileNotFoundError, IndexError, KeyError):
+        return {}
