@@ -19,6 +19,10 @@ from sweeps.engine.spec import Sweep, SweepError
 
 EXIT_BAD_INPUT = 2
 DEFAULT_STORAGE = "runs"
+# Tune deletes old checkpoints as new ones arrive, and forces an experiment snapshot only after
+# a trial has checkpointed num_to_keep times; a driver killed in between restores from a
+# snapshot up to two checkpoints behind, so keep three to always find it (Tuner.restore).
+KEEP_CHECKPOINTS = 3
 
 
 @dataclass
@@ -168,7 +172,7 @@ def _fit(sweep: Sweep, storage: str, args: argparse.Namespace) -> Outcome:
                 name=sweep.name,
                 storage_path=storage,
                 failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
                 sync_config=tune.SyncConfig(sync_artifacts=True),
                 progress_reporter=reporter,
                 verbose=1,
