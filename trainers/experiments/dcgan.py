@@ -14,26 +14,25 @@ import torch
 
 from trainers import losses, models
 from trainers.config import Field
-from trainers.experiments.image_gan import ImageGAN, check_image_config, image_fields, set_grads
+from trainers.experiments.image_gan import (
+    ImageGAN,
+    check_image_config,
+    defaults_for,
+    image_fields,
+    optimizer_table,
+    set_grads,
+)
 
 FIELDS: dict[str, Field] = image_fields(
     "dcgan", z_dim=100, steps=78_125, lr_decay="none", n_dis=1, decay_steps=None
 )
 
-_ADAM = {"lr_d": 2e-4, "lr_g": 2e-4, "optimizer_options": {"betas": [0.5, 0.999]}}
-_DEFAULTS: dict[str, dict[str, Any]] = {
-    "adam": _ADAM,
-    "ada-nsgda": _ADAM,
-    "adadir": _ADAM,
-    "sgda": {"lr_d": 1e-2, "lr_g": 1e-2},
-    "nsgda": {"lr_d": 1e-2, "lr_g": 1e-2},
-    "graft": {"lr_d": 2e-4, "lr_g": 2e-4},
-}
+_DEFAULTS = optimizer_table(betas=(0.5, 0.999))
 
 
 def optimizer_defaults(optimizer: str) -> dict[str, Any]:
     """Per-optimizer defaults (step sizes, Adam's betas)."""
-    return {k: (dict(v) if isinstance(v, dict) else v) for k, v in _DEFAULTS[optimizer].items()}
+    return defaults_for(_DEFAULTS, optimizer)
 
 
 def check_config(cfg: dict[str, Any]) -> None:

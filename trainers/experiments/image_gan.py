@@ -67,6 +67,25 @@ def image_fields(
     }
 
 
+def optimizer_table(betas: tuple[float, float], lr: float = 2e-4) -> dict[str, dict[str, Any]]:
+    """Per-optimizer defaults of an image GAN: Adam-family at ``lr`` with ``betas``; sgda and
+    nsgda at 1e-2 (a placeholder: their step size is what a sweep searches)."""
+    adam = {"lr_d": lr, "lr_g": lr, "optimizer_options": {"betas": list(betas)}}
+    return {
+        "adam": adam,
+        "ada-nsgda": adam,
+        "adadir": adam,
+        "sgda": {"lr_d": 1e-2, "lr_g": 1e-2},
+        "nsgda": {"lr_d": 1e-2, "lr_g": 1e-2},
+        "graft": {"lr_d": lr, "lr_g": lr},
+    }
+
+
+def defaults_for(table: dict[str, dict[str, Any]], optimizer: str) -> dict[str, Any]:
+    """A copy of ``table[optimizer]`` (nested dicts copied too)."""
+    return {k: (dict(v) if isinstance(v, dict) else v) for k, v in table[optimizer].items()}
+
+
 def resolution_of(cfg: dict[str, Any]) -> int:
     """The image size: the config's, else the dataset's own, else 32."""
     return cfg["resolution"] or data.NATIVE_RESOLUTION.get(cfg["dataset"], 32)

@@ -23,7 +23,9 @@ from trainers.config import Field
 from trainers.experiments.image_gan import (
     ImageGAN,
     check_image_config,
+    defaults_for,
     image_fields,
+    optimizer_table,
     resolution_of,
     set_grads,
 )
@@ -37,20 +39,12 @@ FIELDS: dict[str, Field] = {
     "g_batch_factor": Field(2, int, low=1, help="G's batch = this x batch_size"),
 }
 
-_ADAM = {"lr_d": 2e-4, "lr_g": 2e-4, "optimizer_options": {"betas": [0.0, 0.9]}}
-_DEFAULTS: dict[str, dict[str, Any]] = {
-    "adam": _ADAM,
-    "ada-nsgda": _ADAM,
-    "adadir": _ADAM,
-    "sgda": {"lr_d": 1e-2, "lr_g": 1e-2},
-    "nsgda": {"lr_d": 1e-2, "lr_g": 1e-2},
-    "graft": {"lr_d": 2e-4, "lr_g": 2e-4},
-}
+_DEFAULTS = optimizer_table(betas=(0.0, 0.9))
 
 
 def optimizer_defaults(optimizer: str) -> dict[str, Any]:
     """Per-optimizer defaults (step sizes, Adam's betas)."""
-    return {k: (dict(v) if isinstance(v, dict) else v) for k, v in _DEFAULTS[optimizer].items()}
+    return defaults_for(_DEFAULTS, optimizer)
 
 
 def check_config(cfg: dict[str, Any]) -> None:
