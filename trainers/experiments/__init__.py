@@ -10,7 +10,7 @@ from typing import Any
 from trainers.config import REQUIRED, ConfigError, common_fields, resolve
 from trainers.experiments.base import Experiment
 
-EXPERIMENTS: tuple[str, ...] = ("bimodal", "mog", "dcgan", "wgangp")
+EXPERIMENTS: tuple[str, ...] = ("bimodal", "mog", "dcgan", "wgangp", "stylegan2")
 
 
 def module(name: str) -> ModuleType:

@@ -16,6 +16,7 @@ MODELS: dict[str, str] = {
     "mog": "trainers.models.mog",
     "dcgan": "trainers.models.dcgan",
     "wgangp_resnet": "trainers.models.wgangp_resnet",
+    "stylegan2": "trainers.models.stylegan2",
 }
 
 

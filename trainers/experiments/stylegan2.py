@@ -1,0 +1,275 @@
+"""StyleGAN2 at 128 px (``experiment: "stylegan2"``), the NVlabs ``--cfg=stylegan2`` recipe.
+
+One training step (32 images) runs the phases in NVlabs order, each on its own latents:
+G main (non-saturating loss, style mixing 0.9), G reg (path length, every ``pl_interval`` = 4
+steps, weight 2 x 4, half batch, running mean decay 0.01), D main (logistic loss), D reg (R1
+gamma/2 ||grad D(x)||^2 with gamma 0.1024 every ``r1_interval`` = 16 steps, x 16). Both phases of
+a player share one optimizer; with lazy regularisation its lr is multiplied by I/(I+1) and, where
+the optimizer has Adam state, its betas raised to I/(I+1) (G: 0.8, D: 16/17), for every optimizer
+of the registry. Gradients are nan_to_num'd to +-1e5 before each step.
+
+Evaluation uses the EMA generator (half-life ``ema_kimg`` = 10 kimg, ramp-up 0.05). Reports
+``loss_d``, ``loss_g``, and the last ``loss_r1``, ``loss_pl``, ``pl_mean``.
+
+Scale profiles: ``optimizer_options.scales`` may be one profile for both players, keyed
+``"G/<layer>"`` and ``"D/<layer>"`` (a file written by ``trainers.profiles``) or a mapping of that
+form; each player's optimizer gets its own part.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainers import models, optim
+from trainers.config import ConfigError, Field
+from trainers.experiments.image_gan import (
+    ImageGAN,
+    check_image_config,
+    defaults_for,
+    image_fields,
+    optimizer_table,
+    resolution_of,
+)
+from trainers.losses import g_loss_nonsaturating
+from trainers.models.stylegan2 import Generator
+
+RESOLUTIONS = (8, 16, 32, 64, 128, 256)
+NAN_CLAMP = 1e5
+
+FIELDS: dict[str, Field] = {
+    **image_fields(
+        "stylegan2", z_dim=512, steps=81_250, lr_decay="none", n_dis=1, decay_steps=None
+    ),
+    "dataset": Field("folder", str, choices=("folder", "generated"), help="folder: an image zip"),
+    "resolution": Field(128, int, help="image size (a power of two)"),
+    "batch_size": Field(32, int, low=1),
+    "cbase": Field(16384, int, low=1, help="channels min(cbase / res, cmax)"),
+    "cmax": Field(512, int, low=1),
+    "map_depth": Field(2, int, low=1),
+    "r1_gamma": Field(0.1024, float, low=0.0),
+    "r1_interval": Field(16, int, low=0, help="lazy R1 every this many D steps; 0: off"),
+    "pl_weight": Field(2.0, float, low=0.0),
+    "pl_interval": Field(4, int, low=0, help="lazy path length every this many G steps; 0: off"),
+    "pl_batch_shrink": Field(2, int, low=1),
+    "pl_decay": Field(0.01, float, low=0.0, high=1.0),
+    "style_mixing": Field(0.9, float, low=0.0, high=1.0),
+    "ema_kimg": Field(10.0, float, low=0.0, help="EMA half-life in kimg (at batch 32)"),
+    "ema_rampup": Field(0.05, float, low=0.0, nullable=True),
+    "augment": Field(False, bool, help="ADA augmentation (not implemented yet: must be false)"),
+}
+
+_DEFAULTS = optimizer_table(betas=(0.0, 0.99), lr=0.0025)
+for _name in ("adam", "ada-nsgda", "adadir"):
+    _DEFAULTS[_name]["optimizer_options"] = {"betas": [0.0, 0.99], "eps": 1e-8}
+
+
+def optimizer_defaults(optimizer: str) -> dict[str, Any]:
+    """Per-optimizer defaults: Adam family lr 0.0025, betas (0, 0.99), eps 1e-8."""
+    return defaults_for(_DEFAULTS, optimizer)
+
+
+def check_config(cfg: dict[str, Any]) -> None:
+    check_image_config(cfg, RESOLUTIONS)
+    if cfg["augment"]:
+        raise ConfigError("augment", True, "false (ADA augmentation is not implemented yet)")
+
+
+# -- pieces with one job each (tested on their own) ---------------------------------------------
+
+
+def lazy_ratio(interval: int) -> float:
+    """I / (I + 1) for a regulariser applied every I steps; 1 when it is off."""
+    return interval / (interval + 1) if interval > 0 else 1.0
+
+
+def lazy_options(name: str, lr: float, options: dict[str, Any], interval: int):
+    """(lr, options) corrected for lazy regularisation: lr x ratio, betas ** ratio where the
+    optimizer takes betas (Adam's defaults (0, 0.99) when not given)."""
+    ratio = lazy_ratio(interval)
+    options = dict(options)
+    if "betas" in optim.options_of(name):
+        b1, b2 = options.get("betas", (0.0, 0.99))
+        options["betas"] = (float(b1) ** ratio, float(b2) ** ratio)
+    return lr * ratio, options
+
+
+def ema_beta(batch: int, ema_kimg: float, images_seen: int, rampup: float | None) -> float:
+    """0.5 ** (batch / ema_nimg), ema_nimg = min(ema_kimg * 1000, rampup * images_seen)."""
+    nimg = ema_kimg * 1000
+    if rampup is not None:
+        nimg = min(nimg, images_seen * rampup)
+    return 0.5 ** (batch / max(nimg, 1e-8))
+
+
+def player_scales(scales: Any, player: str) -> Any:
+    """The part of a two-player profile (``"G/<layer>"`` keys) for ``player``; other values
+    (one number, a single-player mapping) unchanged."""
+    if isinstance(scales, (str, os.PathLike)):
+        scales = optim.load_scale_profile(scales)
+    if isinstance(scales, Mapping) and any("/" in k for k in scales):
+        prefix = f"{player}/"
+        return {k[len(prefix) :]: v for k, v in scales.items() if k.startswith(prefix)}
+    return scales
+
+
+def r1_penalty(D: nn.Module, real: torch.Tensor, gamma: float) -> torch.Tensor:
+    """gamma / 2 * E ||d D(x) / dx||^2 (differentiable in D's parameters)."""
+    real = real.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(D(real).sum(), real, create_graph=True)
+    return grad.square().sum([1, 2, 3]).mean() * (gamma / 2)
+
+
+def path_lengths(G: Generator, ws: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Per-sample ||J_w^T y||, y = noise / sqrt(H W), averaged over the w's (differentiable)."""
+    img = G.synthesis(ws)
+    y = noise / math.sqrt(img.shape[2] * img.shape[3])
+    (grad,) = torch.autograd.grad((img * y).sum(), ws, create_graph=True)
+    return grad.square().sum(2).mean(1).sqrt()
+
+
+class StyleGAN2(ImageGAN):
+    """StyleGAN2 players and the lazy-regularised training phases; FID of the EMA generator."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        G, D = models.build(
+            "stylegan2",
+            resolution=resolution_of(cfg),
+            z_dim=cfg["z_dim"],
+            w_dim=cfg["z_dim"],
+            map_depth=cfg["map_depth"],
+            cbase=cfg["cbase"],
+            cmax=cfg["cmax"],
+            seed=cfg["seed"],
+        )
+        self.intervals = {"G": cfg["pl_interval"], "D": cfg["r1_interval"]}
+        super().__init__(cfg, G, D)
+        self.base_lr = {k: o.param_groups[0]["lr"] for k, o in self.optimizers.items()}
+        self.G_ema = copy.deepcopy(self.players["G"]).eval().requires_grad_(False)
+        self.pl_mean = torch.zeros([], device=self.device)
+        self.last = {k: torch.zeros([]) for k in ("loss_r1", "loss_pl")}
+
+    def _optimizer(self, module: nn.Module, lr: float) -> optim.Graft:
+        c, player = self.cfg, module.player
+        lr, options = lazy_options(
+            c["optimizer"], lr, c["optimizer_options"], self.intervals[player]
+        )
+        if "scales" in options:
+            options["scales"] = player_scales(options["scales"], player)
+        return optim.build(c["optimizer"], module, lr, c["granularity"], **options)
+
+    # -- phases ------------------------------------------------------------------------------------
+
+    def mixed_ws(self, n: int, update_w_avg: bool = False) -> torch.Tensor:
+        """ws of fresh latents; with probability ``style_mixing`` the layers from a cutoff in
+        [1, num_ws) on take the w of a second latent."""
+        G = self.players["G"]
+        ws = G.ws(self.latents(n), update_w_avg=update_w_avg)
+        if self.cfg["style_mixing"] > 0:
+            cutoff = int(torch.randint(1, G.num_ws, [], generator=self.rng))
+            if float(torch.rand([], generator=self.rng)) < self.cfg["style_mixing"]:
+                other = G.ws(self.latents(n))
+                ws = torch.cat([ws[:, :cutoff], other[:, cutoff:]], dim=1)
+        return ws
+
+    def _step(self, player: str, loss: torch.Tensor) -> None:
+        module = self.players[player]
+        params = [p for p in module.parameters() if p.requires_grad]
+        for p, g in zip(params, torch.autograd.grad(loss, params, allow_unused=True)):
+            g = torch.zeros_like(p) if g is None else g
+            p.grad = torch.nan_to_num(g, nan=0.0, posinf=NAN_CLAMP, neginf=-NAN_CLAMP)
+        self.optimizers[player].step()
+
+    def _fires(self, player: str) -> bool:
+        interval = self.intervals[player]
+        return interval > 0 and self.g_steps % interval == 0
+
+    def g_main(self) -> torch.Tensor:
+        G, D = self.players["G"], self.players["D"]
+        loss = g_loss_nonsaturating(D(G.synthesis(self.mixed_ws(self.batch_size))))
+        self._step("G", loss)
+        return loss.detach()
+
+    def g_reg(self) -> torch.Tensor:
+        c, G = self.cfg, self.players["G"]
+        n = max(1, self.batch_size // c["pl_batch_shrink"])
+        ws = self.mixed_ws(n).detach().requires_grad_(True)
+        res = G.resolution
+        noise = torch.randn(n, 3, res, res, generator=self.rng).to(self.device)
+        lengths = path_lengths(G, ws, noise)
+        self.pl_mean = self.pl_mean.lerp(lengths.mean().detach(), c["pl_decay"])
+        penalty = (lengths - self.pl_mean).square().mean() * c["pl_weight"]
+        self._step("G", penalty * self.intervals["G"])
+        return penalty.detach()
+
+    def d_main(self) -> torch.Tensor:
+        G, D = self.players["G"], self.players["D"]
+        with torch.no_grad():
+            fake = G.synthesis(self.mixed_ws(self.batch_size, update_w_avg=True))
+        real = self.real(self.batch_size)
+        loss = nn.functional.softplus(D(fake)).mean() + nn.functional.softplus(-D(real)).mean()
+        self._step("D", loss)
+        return loss.detach()
+
+    def d_reg(self) -> torch.Tensor:
+        penalty = r1_penalty(self.players["D"], self.real(self.batch_size), self.cfg["r1_gamma"])
+        self._step("D", penalty * self.intervals["D"])
+        return penalty.detach()
+
+    def update_ema(self) -> None:
+        c = self.cfg
+        seen = (self.g_steps + 1) * self.batch_size
+        beta = ema_beta(self.batch_size, c["ema_kimg"], seen, c["ema_rampup"])
+        with torch.no_grad():
+            for pe, p in zip(self.G_ema.parameters(), self.players["G"].parameters()):
+                pe.copy_(p.detach().lerp(pe, beta))
+            for be, b in zip(self.G_ema.buffers(), self.players["G"].buffers()):
+                be.copy_(b)
+
+    def train_step(self) -> dict[str, torch.Tensor]:
+        loss_g = self.g_main()
+        if self._fires("G") and self.cfg["pl_weight"] > 0:
+            self.last["loss_pl"] = self.g_reg()
+        loss_d = self.d_main()
+        if self._fires("D") and self.cfg["r1_gamma"] > 0:
+            self.last["loss_r1"] = self.d_reg()
+        self.update_ema()
+        self.g_steps += 1
+        return {
+            "loss_d": loss_d,
+            "loss_g": loss_g,
+            **self.last,
+            "pl_mean": self.pl_mean.detach().clone(),
+        }
+
+    # -- evaluation and state ----------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        """Images of the EMA generator (random noise from the global RNG, as in NVlabs)."""
+        return self.G_ema(z.to(self.device))
+
+    def extra_state(self) -> dict[str, Any]:
+        return {
+            **super().extra_state(),
+            "G_ema": self.G_ema.state_dict(),
+            "pl_mean": self.pl_mean.cpu(),
+            "last": {k: v.cpu() for k, v in self.last.items()},
+        }
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        super().load_extra_state(state)
+        self.G_ema.load_state_dict(state["G_ema"])
+        self.pl_mean = state["pl_mean"].to(self.device)
+        self.last = dict(state["last"])
+
+
+def build(cfg: dict[str, Any]) -> StyleGAN2:
+    """The experiment of a resolved config."""
+    return StyleGAN2(cfg)
