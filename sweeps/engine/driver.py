@@ -165,6 +165,7 @@ def _fit(sweep: Sweep, storage: str, args: argparse.Namespace) -> Outcome:
                 search_alg=CellSearcher(sweep),
                 num_samples=-1,
                 max_concurrent_trials=args.max_concurrent,
+                reuse_actors=True,  # a new process per trial would import torch again (seconds)
                 trial_name_creator=_trial_name,
                 trial_dirname_creator=_trial_name,
             ),
