@@ -1,0 +1,235 @@
+"""StyleGAN2: parameter parity, layer names, regularisers, lazy schedules, EMA, resume, profiles."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pytest
+import torch
+from torch import nn
+
+from trainers import experiments, optim, profiles
+from trainers.experiments import stylegan2 as exp_mod
+from trainers.models import stylegan2
+from trainers.run import run_trial
+
+TINY = {
+    "experiment": "stylegan2",
+    "dataset": "generated",
+    "generated_size": 32,
+    "resolution": 16,
+    "cbase": 128,
+    "cmax": 16,
+    "z_dim": 16,
+    "batch_size": 4,
+    "fid_extractor": "randconv",
+    "fid_num_gen": 8,
+    "fid_num_gen_final": 8,
+    "fid_workers": 1,
+    "kid": "never",
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _count(module: nn.Module) -> tuple[int, int]:
+    params = list(module.parameters())
+    return sum(p.numel() for p in params), len(params)
+
+
+def test_parameter_counts_match_nvlabs_at_128px():
+    G, D = stylegan2.build(resolution=128)
+    assert _count(G) == (22_949_277, 84)
+    assert _count(G.mapping) == (525_312, 4)
+    assert _count(D) == (23_882_369, 33)
+    assert G.num_ws == 12
+
+
+def test_shapes_and_stable_layer_names():
+    G, D = stylegan2.build(resolution=16, cbase=128, cmax=16, z_dim=8, w_dim=8)
+    img = G(torch.randn(3, 8))
+    assert img.shape == (3, 3, 16, 16) and D(img).shape == (3, 1)
+    names = [g["name"] for g in optim.named_param_groups(G)]
+    assert names[:3] == ["mapping.fc0", "mapping.fc1", "synthesis.b4"]
+    assert "synthesis.b16.conv0.affine" in names and names[-1] == "synthesis.b16.torgb.affine"
+    d_names = [g["name"] for g in optim.named_param_groups(D)]
+    assert d_names[:4] == ["b16.fromrgb", "b16.conv0", "b16.conv1", "b16.skip"]
+    assert d_names[-3:] == ["b4.conv", "b4.fc", "b4.out"]
+    G2, _ = stylegan2.build(resolution=16, cbase=128, cmax=16, z_dim=8, w_dim=8, seed=5)
+    assert [g["name"] for g in optim.named_param_groups(G2)] == names
+
+
+def test_demodulation_makes_output_independent_of_style_scale():
+    torch.manual_seed(0)
+    conv = stylegan2.ModulatedConv(4, 5, w_dim=6, resolution=8)
+    x, w = torch.randn(2, 4, 8, 8), torch.randn(2, 6)
+    y = conv(x, w, noise_mode="none")
+    with torch.no_grad():
+        conv.affine.weight.mul_(3.0)
+        conv.affine.bias.mul_(3.0)
+    assert torch.allclose(conv(x, w, noise_mode="none"), y, atol=1e-5)
+    up = stylegan2.ModulatedConv(4, 5, w_dim=6, resolution=16, up=True)
+    assert up(x, w).shape == (2, 5, 16, 16)
+
+
+def test_r1_matches_hand_computation_on_a_linear_discriminator():
+    a = torch.randn(1, 3, 4, 4)
+
+    class Linear(nn.Module):
+        def forward(self, x):
+            return (x * a).sum([1, 2, 3])[:, None]
+
+    r1 = exp_mod.r1_penalty(Linear(), torch.randn(5, 3, 4, 4), gamma=0.1024)
+    assert torch.allclose(r1, 0.1024 / 2 * a.square().sum())
+
+
+def test_path_length_of_a_linear_synthesis():
+    G, _ = stylegan2.build(resolution=8, cbase=64, cmax=8, z_dim=4, w_dim=4)
+    m = torch.randn(3 * 8 * 8, 4)
+    G.synthesis.forward = lambda ws, noise_mode="random": (ws.sum(1) @ m.T).reshape(-1, 3, 8, 8)
+    ws = torch.randn(2, G.num_ws, 4, requires_grad=True)
+    noise = torch.randn(2, 3, 8, 8)
+    got = exp_mod.path_lengths(G, ws, noise)
+    jt_y = (noise.reshape(2, -1) / 8.0) @ m  # the same for every w
+    assert torch.allclose(got, jt_y.square().sum(1).sqrt(), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", optim.NAMES)
+def test_lazy_regularisation_correction_for_every_optimizer(name):
+    extra = (
+        {"optimizer_options": {"magnitude": "adam", "direction": "sgd"}} if name == "graft" else {}
+    )
+    cfg = experiments.resolve_config({**TINY, "optimizer": name, "seed": 0, **extra})
+    exp = experiments.build(cfg)
+    for player, ratio in (("G", 0.8), ("D", 16 / 17)):
+        group = exp.optimizers[player].param_groups[0]
+        base = cfg["lr_g"] if player == "G" else cfg["lr_d"]
+        assert group["lr"] == pytest.approx(base * ratio)
+        if "betas" in optim.options_of(name):
+            assert group["betas"] == pytest.approx((0.0, 0.99**ratio))
+
+
+def test_paper_defaults():
+    cfg = experiments.resolve_config(
+        {"experiment": "stylegan2", "optimizer": "adam", "seed": 0, "data_path": "x.zip"}
+    )
+    assert cfg["steps"] * cfg["batch_size"] / 1000 == 2600
+    assert (cfg["lr_g"], cfg["optimizer_options"]["betas"]) == (0.0025, [0.0, 0.99])
+    assert (cfg["r1_gamma"], cfg["r1_interval"], cfg["pl_interval"]) == (0.1024, 16, 4)
+    assert (cfg["resolution"], cfg["cbase"], cfg["map_depth"]) == (128, 16384, 2)
+
+
+def test_ema_beta_formula():
+    assert exp_mod.ema_beta(32, 10.0, 10**9, 0.05) == pytest.approx(0.5 ** (32 / 10_000))
+    assert exp_mod.ema_beta(32, 10.0, 320, 0.05) == pytest.approx(0.25)  # ramp-up: 16 images
+    assert exp_mod.ema_beta(32, 10.0, 320, None) == pytest.approx(0.5 ** (32 / 10_000))
+
+
+def test_lazy_phases_fire_on_schedule_and_stay_finite(monkeypatch):
+    cfg = experiments.resolve_config(
+        {**TINY, "optimizer": "adam", "seed": 0, "pl_interval": 2, "r1_interval": 3}
+    )
+    exp = experiments.build(cfg)
+    fired: list[tuple[str, int]] = []
+    for phase in ("g_reg", "d_reg"):
+        real = getattr(exp, phase)
+
+        def spy(real=real, phase=phase):
+            fired.append((phase, exp.g_steps))
+            return real()
+
+        monkeypatch.setattr(exp, phase, spy)
+    ema_before = [p.clone() for p in exp.G_ema.parameters()]
+    for _ in range(6):
+        out = exp.train_step()
+        assert all(math.isfinite(float(v)) for v in out.values())
+    assert [s for p, s in fired if p == "g_reg"] == [0, 2, 4]
+    assert [s for p, s in fired if p == "d_reg"] == [0, 3]
+    assert float(out["loss_r1"]) > 0 and float(out["loss_pl"]) > 0
+    assert any(not torch.equal(a, b) for a, b in zip(ema_before, exp.G_ema.parameters()))
+
+
+def _rows(path):
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for r in rows:
+        r.pop("time_s")
+    return rows
+
+
+def _run_config(tmp_path, optimizer: str, **extra):
+    return {
+        **TINY,
+        "optimizer": optimizer,
+        "seed": 1,
+        "steps": 4,
+        "eval_every": 2,
+        "checkpoint_every": 2,
+        "fid_cache": str(tmp_path / "fid"),
+        **extra,
+    }
+
+
+def test_resume_is_exact(tmp_path):
+    config = _run_config(tmp_path, "ada-nsgda", pl_interval=2, r1_interval=2)
+    straight = run_trial(config, tmp_path / "a", quiet=True)
+    run_trial(config, tmp_path / "b", quiet=True)
+    shutil.rmtree(sorted((tmp_path / "b" / "checkpoints").glob("step_*"))[-1])
+    resumed = run_trial(config, tmp_path / "b", quiet=True)
+    rows_a, rows_b = (
+        _rows(tmp_path / "a" / "results.jsonl"),
+        _rows(tmp_path / "b" / "results.jsonl"),
+    )
+    assert rows_a == rows_b and len(rows_a) == 2
+    assert straight["fid"] == resumed["fid"]
+    assert any(k.startswith("mag/G/synthesis.") for k in rows_a[-1])
+
+
+def test_profile_from_a_run_drives_nsgda(tmp_path):
+    run_trial(_run_config(tmp_path, "ada-nsgda"), tmp_path / "run", quiet=True)
+    out = tmp_path / "profile.json"
+    assert profiles.main([str(tmp_path / "run"), "--out", str(out)]) == 0
+    profile = json.loads(out.read_text())
+    assert "G/synthesis.b4" in profile and "D/b4.out" in profile
+
+    # the same numbers as scale_profile on the optimizer restored from the checkpoint
+    cfg = experiments.resolve_config(_run_config(tmp_path, "ada-nsgda"))
+    exp = experiments.build(cfg)
+    from trainers import checkpoint
+
+    state = checkpoint.read(checkpoint.latest(tmp_path / "run" / "checkpoints"))
+    exp.optimizers["G"].load_state_dict(state["experiment"]["optimizers"]["G"])
+    with torch.no_grad():  # graft.py: param norms read with grad on taint _diag_last
+        live = optim.scale_profile(exp.optimizers["G"])
+    assert {f"G/{k}": v for k, v in live.items()} == {
+        k: v for k, v in profile.items() if k.startswith("G/")
+    }
+
+    # nsgda with the profile: every layer moves by lr x s_Y
+    cfg = experiments.resolve_config(
+        {**_run_config(tmp_path, "nsgda"), "optimizer_options": {"scales": str(out)}}
+    )
+    exp = experiments.build(cfg)
+    exp.train_step()
+    for player in ("G", "D"):
+        opt = exp.optimizers[player]
+        lr = opt.param_groups[0]["lr"]
+        with torch.no_grad():
+            rows = opt.diagnostics(mean=False)
+        for layer, row in rows.items():
+            if row["grad_norm"] > 0:
+                want = lr * profile[f"{player}/{layer}"]
+                assert row["step_norm"] == pytest.approx(want, rel=1e-3), layer
+
+
+def test_profile_cli_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        profiles.main([str(tmp_path), "--out", str(tmp_path / "p.json")])
+    assert e.value.code == 2
