@@ -391,3 +391,14 @@ def test_scale_profile_round_trip(tmp_path):
 def test_bad_arguments_raise_clear_errors(call, message):
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         call(two_layer())
+
+
+def test_diagnostics_read_with_grad_enabled_survive_a_checkpoint():
+    model = two_layer()
+    opt = optim.build("ada-nsgda", model, LR)
+    run(opt, model, random_grads(model, 2))
+    assert not opt.last_diagnostics.requires_grad  # read outside torch.no_grad()
+    restored = optim.build("ada-nsgda", model, LR)
+    restored.load_state_dict(opt.state_dict())
+    run(restored, model, random_grads(model, 1, seed=5))
+    assert math.isfinite(restored.diagnostics()["0"]["param_norm"])

@@ -63,5 +63,11 @@ OBJECTIVES: dict[str, Objective] = {
             1.0,
             "share of the mixture's modes not covered at the end",
         ),
+        Objective(
+            "mode_kl",
+            _mode_kl,
+            5.0,
+            "KL(mode histogram || uniform) at the end: 0 balanced, log K collapsed; diverged 5",
+        ),
     )
 }

@@ -307,6 +307,7 @@ class Graft(torch.optim.Optimizer):
         acc = torch.float64 if any(p.dtype == torch.float64 for p in params) else torch.float32
         return params[0].device, acc
 
+    @torch.no_grad()
     def _param_norms(self) -> torch.Tensor:
         """Per-group norm of the parameters, shape (groups,)."""
         params, gidx = [], []
