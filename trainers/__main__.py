@@ -1,4 +1,5 @@
-"""Command line: ``python -m trainers run CONFIG --out DIR`` and ``python -m trainers defaults``."""
+"""Command line: ``python -m trainers run CONFIG --out DIR``, ``defaults CONFIG`` and
+``profile RUN_DIR --out FILE``."""
 
 from __future__ import annotations
 
@@ -13,12 +14,18 @@ EXIT_MISSING_FILE = 3
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["profile"]:  # python -m trainers profile RUN_DIR --out FILE [--player G]
+        from trainers.profiles import main as profile_main
+
+        return profile_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m trainers", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train one trial (resumes when DIR holds a checkpoint)")
     run.add_argument("config", help="a JSON file or inline JSON with experiment, optimizer, seed")
     run.add_argument("--out", required=True, help="the trial's directory")
     run.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    sub.add_parser("profile", help="write the per-layer scale profile of an ada-nsgda run")
     defaults = sub.add_parser("defaults", help="print the resolved config of a minimal config")
     defaults.add_argument(
         "config", help='e.g. \'{"experiment": "bimodal", "optimizer": "nsgda", "seed": 0}\''
