@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from trainers import checkpoint, experiments
+from trainers import checkpoint, distributed, experiments
 from trainers.metrics.dynamics import Dynamics
 
 OnReport = Callable[[dict[str, Any], "Path | None"], None]
@@ -53,7 +53,8 @@ def train(
     if cfg.get("threads"):
         torch.set_num_threads(cfg["threads"])
     torch.manual_seed(cfg["seed"])
-    exp = experiments.build(cfg)
+    _, world_size = distributed.world()  # > 1: one rank of a data-parallel trial
+    exp = experiments.build(distributed.shard_config(cfg, world_size))
     dynamics = Dynamics(exp.players, exp.optimizers)
     state = LoopState()
     if resume is not None:
@@ -61,6 +62,7 @@ def train(
         exp.load_state_dict(saved["experiment"])
         dynamics.load_state_dict(saved["dynamics"])
         state = LoopState(**saved["loop"])
+    distributed.prepare(exp, cfg["seed"], state.step)
     if state.finished:
         return state.last
 
@@ -81,13 +83,13 @@ def train(
         if not (state.step % every == 0 or state.step == steps or stop):
             continue
 
-        means = {k: float(v) / count for k, v in loss_sum.items()}
+        means = distributed.mean_over_ranks({k: float(v) / count for k, v in loss_sum.items()})
         loss_sum, count = {}, 0
         diverged = not all(math.isfinite(v) for v in means.values())
         final = diverged or stop is not None or state.step == steps
         report: dict[str, Any] = {
             "step": state.step,
-            "kimg": state.step * exp.batch_size / 1000,
+            "kimg": state.step * exp.batch_size * world_size / 1000,
             "diverged": diverged,
             **means,
         }

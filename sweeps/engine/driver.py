@@ -146,11 +146,23 @@ def _fit(sweep: Sweep, storage: str, args: argparse.Namespace) -> Outcome:
     from sweeps.engine.searcher import OBJECTIVE, CellSearcher
     from sweeps.engine.trainable import make_trainable
 
-    trainable = tune.with_resources(
-        make_trainable(sweep.metric, sweep.penalty),
-        {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu},
-    )
     path = f"{storage.rstrip('/')}/{sweep.name}"
+    if sweep.resources.workers > 1:
+        from sweeps.engine import distributed
+
+        trainable = tune.with_resources(
+            distributed.make_distributed_trainable(
+                sweep.metric, sweep.penalty, sweep.resources, path
+            ),
+            distributed.driver_resources(),
+        )
+        if args.max_concurrent is None:
+            args.max_concurrent = distributed.trials_that_fit(sweep.resources)
+    else:
+        trainable = tune.with_resources(
+            make_trainable(sweep.metric, sweep.penalty),
+            {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu},
+        )
     if args.resume:
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
     else:

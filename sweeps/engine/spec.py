@@ -96,12 +96,19 @@ class Cell:
 
 @dataclass(frozen=True)
 class Resources:
-    """What one trial needs: CPUs and a GPU share (0.25 packs four trials on one GPU)."""
+    """What one trial needs: CPUs and a GPU share (0.25 packs four trials on one GPU).
+
+    With ``workers`` > 1 a trial is data-parallel over that many Ray Train workers, each with
+    ``cpu`` and ``gpu`` (sweeps.engine.distributed); its global batch_size is split over them.
+    """
 
     cpu: float = 1.0
     gpu: float = 0.0
+    workers: int = 1
 
     def check(self) -> None:
+        if not (isinstance(self.workers, int) and self.workers >= 1):
+            raise SweepError(f"resources: workers={self.workers!r} must be an integer >= 1")
         if not (self.cpu > 0 and math.isfinite(self.cpu)):
             raise SweepError(f"resources: cpu={self.cpu!r} must be > 0")
         if not (self.gpu >= 0 and math.isfinite(self.gpu)):

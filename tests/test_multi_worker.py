@@ -1,0 +1,142 @@
+"""Multi-worker trials: gradient averaging over torch.distributed ranks (gloo, two spawned
+processes) and a sweep whose trials each run on two Ray Train workers (real local Ray)."""
+
+from __future__ import annotations
+
+import glob
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from sweeps.engine import Cell, Resources, StepSizes, Sweep, run
+from trainers import checkpoint, distributed, experiments, loop, optim
+
+MOG = {
+    "experiment": "mog",
+    "optimizer": "nsgda",
+    "seed": 3,
+    "batch_size": 32,
+    "z_dim": 8,
+    "hidden": 16,
+    "eval_samples": 200,
+    "steps": 6,
+    "eval_every": 3,
+    "checkpoint_every": 3,
+    "threads": 1,
+}
+
+
+def _init(rank: int, store: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+
+
+def _grad_worker(rank: int, store: str, out: str) -> None:
+    _init(rank, store)
+    try:
+
+        class Tiny:  # the parts of an Experiment that ``prepare`` touches
+            players = {"D": torch.nn.Linear(3, 2)}
+            rng = torch.Generator()
+
+        torch.manual_seed(rank)  # different init per rank: prepare broadcasts rank 0's
+        exp = Tiny()
+        exp.optimizers = {"D": optim.build("nsgda", exp.players["D"], 1.0, "global")}
+        distributed.prepare(exp, seed=0)
+        before = [p.detach().clone() for p in exp.players["D"].parameters()]
+        for p in exp.players["D"].parameters():
+            p.grad = torch.full_like(p, float(rank + 1)) * torch.arange(p.numel()).view_as(p)
+        exp.optimizers["D"].step()
+        seen = [p.grad.clone() for p in exp.players["D"].parameters()]
+        after = [p.detach().clone() for p in exp.players["D"].parameters()]
+        torch.save({"before": before, "seen": seen, "after": after}, f"{out}/{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def _loop_worker(rank: int, store: str, out: str) -> None:
+    _init(rank, store)
+    try:
+        reports, ckpts = [], []
+
+        def on_report(report: dict, ckpt: Path | None) -> None:
+            reports.append(report)
+            ckpts.append(ckpt)
+
+        loop.train(experiments.resolve_config(MOG), on_report=on_report, scratch=f"{out}/s{rank}")
+        saved = checkpoint.read(ckpts[-1])
+        exp_params = saved["experiment"]["players"]
+        torch.save({"params": exp_params, "reports": reports}, f"{out}/{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def _spawn(fn, tmp_path: Path) -> list[dict]:
+    mp.spawn(fn, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
+    return [torch.load(tmp_path / f"{r}.pt", weights_only=False) for r in range(2)]
+
+
+def test_optimizers_see_the_mean_of_the_ranks_gradients(tmp_path):
+    ranks = _spawn(_grad_worker, tmp_path)
+    for a, b in zip(ranks[0]["before"], ranks[1]["before"]):
+        torch.testing.assert_close(a, b)  # broadcast from rank 0
+    for r in ranks:
+        for g in r["seen"]:
+            expected = 1.5 * torch.arange(g.numel(), dtype=g.dtype).view_as(g)
+            torch.testing.assert_close(g, expected)  # mean of 1x and 2x
+    for a, b in zip(ranks[0]["after"], ranks[1]["after"]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # nsgda normalised the averaged gradient: the step has norm lr = 1 (global group)
+    step = torch.cat([(a - b).reshape(-1) for a, b in zip(ranks[0]["before"], ranks[0]["after"])])
+    assert float(step.norm()) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_two_ranks_train_identical_players_with_global_reports(tmp_path):
+    ranks = _spawn(_loop_worker, tmp_path)
+    p0, p1 = ranks[0]["params"], ranks[1]["params"]
+    for name in p0:
+        for key in p0[name]:
+            torch.testing.assert_close(p0[name][key], p1[name][key], rtol=0, atol=0)
+    r0, r1 = ranks[0]["reports"], ranks[1]["reports"]
+    assert [r["step"] for r in r0] == [3, 6]
+    assert r0[-1]["kimg"] == pytest.approx(6 * 32 / 1000)  # the global batch
+    for a, b in zip(r0, r1):
+        assert a["loss_d"] == pytest.approx(b["loss_d"])  # averaged over the ranks
+
+
+def test_batch_must_split_over_the_workers():
+    with pytest.raises(ValueError, match="multiple of the number of workers"):
+        distributed.shard_config({"batch_size": 33}, 2)
+
+
+def test_a_sweep_of_two_worker_trials_shows_each_trial_once(tmp_path):
+    sweep = Sweep(
+        name="mw",
+        experiment="mog",
+        metric="mode_kl",
+        seeds=[0],
+        fixed={k: v for k, v in MOG.items() if k not in ("experiment", "optimizer", "seed")},
+        cells=[Cell("nsgda", StepSizes(grid=(1e-3, 1e-2)))],
+        resources=Resources(cpu=1, workers=2),
+    )
+    outcome = run(sweep, ["--storage", str(tmp_path), "--num-cpus", "2"])
+    assert outcome.code == 0
+    trial_dirs = [Path(p).parent for p in glob.glob(f"{tmp_path}/mw/*/result.json")]
+    assert len(trial_dirs) == 2
+    for d in trial_dirs:
+        rows = [json.loads(line) for line in (d / "result.json").read_text().splitlines()]
+        assert [r["step"] for r in rows] == [3, 6]
+        assert all(r["workers"] == 2 and "objective" in r for r in rows)
+        assert all(r["checkpoint_path"].startswith(f"{tmp_path}/mw/_train/") for r in rows)
+    assert len(outcome.trials) == 2  # one row per trial in the collected results
+    state_files = glob.glob(f"{outcome.path}/searcher-state-*.pkl")
+    with open(max(state_files), "rb") as f:
+        state = pickle.load(f)
+    (study,) = state["studies"].values()
+    told = sorted(t.value for t in study.trials if t.value is not None)
+    assert told == pytest.approx(sorted(outcome.trials["objective"]))
