@@ -19,11 +19,10 @@ from ray import tune
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from sweeps.engine.objectives import OBJECTIVES
-from sweeps.engine.searcher import CELL_KEY, OBJECTIVE, TRIAL_KEY
+from sweeps.engine.searcher import CELL_KEY, TRIAL_KEY
 from sweeps.engine.spec import Resources
-from sweeps.engine.trainable import _reportable
-from trainers import experiments, loop, provenance
+from sweeps.engine.trainable import ReportRows, resume_dir
+from trainers import experiments, loop
 
 TRAIN_DIR = "_train"  # Train runs of a sweep: <storage>/<sweep>/_train/<trial id>
 
@@ -68,34 +67,25 @@ def make_distributed_trainable(
 def _worker(config: dict[str, Any]) -> None:
     """One Train worker: trains its rank of the trial; every rank reports, rank 0 checkpoints."""
     cfg = experiments.resolve_config(config["cfg"])
-    objective = OBJECTIVES[config["metric"]]
-    rank = ray.train.get_context().get_world_rank()
-    meta = provenance.record()
-    first = True
+    context = ray.train.get_context()
+    rank = context.get_world_rank()
+    rows = ReportRows(config["metric"], config["penalty"], workers=context.get_world_size())
     with tempfile.TemporaryDirectory(prefix="gansweep-") as scratch:
-        resume = None
-        restored = ray.train.get_checkpoint()
-        if restored is not None:
-            resume = restored.to_directory(str(Path(scratch) / "resume"))
 
         def on_report(report: dict[str, Any], ckpt: Path | None) -> None:
-            nonlocal first
-            row = {k: v for k, v in report.items() if _reportable(v)}
-            row[OBJECTIVE] = objective.of(report, config["penalty"])
-            row["git_commit"] = meta["git_commit"]
-            row["workers"] = ray.train.get_context().get_world_size()
-            if first:
-                row["node"] = ray.get_runtime_context().get_node_id()
-                row["versions"] = ", ".join(f"{k}={v}" for k, v in meta["versions"].items())
-                first = False
             checkpoint = None
             if ckpt is not None and rank == 0:
                 checkpoint = ray.train.Checkpoint.from_directory(str(ckpt))
-            ray.train.report(row, checkpoint=checkpoint)  # a barrier: every rank reports
+            ray.train.report(rows(report), checkpoint=checkpoint)  # a barrier: every rank reports
             if ckpt is not None:
                 shutil.rmtree(ckpt, ignore_errors=True)
 
-        loop.train(cfg, on_report=on_report, scratch=Path(scratch) / "out", resume=resume)
+        loop.train(
+            cfg,
+            on_report=on_report,
+            scratch=Path(scratch) / "out",
+            resume=resume_dir(ray.train.get_checkpoint(), scratch),
+        )
 
 
 def trials_that_fit(resources: Resources) -> int:

@@ -16,32 +16,48 @@ from sweeps.engine.searcher import CELL_KEY, OBJECTIVE, TRIAL_KEY
 from trainers import experiments, loop, provenance
 
 
+class ReportRows:
+    """Turns trainer reports into Tune rows: scalars and strings only, plus ``objective`` and
+    ``git_commit``; the first row also gets ``node`` and ``versions``; ``extra`` on every row."""
+
+    def __init__(self, metric: str, penalty: float | None, **extra: Any) -> None:
+        self.objective = OBJECTIVES[metric]
+        self.penalty = penalty
+        self.extra = extra
+        self.meta = provenance.record()
+        self.first = True
+
+    def __call__(self, report: dict[str, Any]) -> dict[str, Any]:
+        row = {k: v for k, v in report.items() if _reportable(v)}
+        row[OBJECTIVE] = self.objective.of(report, self.penalty)
+        row["git_commit"] = self.meta["git_commit"]
+        row.update(self.extra)
+        if self.first:
+            row["node"] = ray.get_runtime_context().get_node_id()
+            row["versions"] = ", ".join(f"{k}={v}" for k, v in self.meta["versions"].items())
+            self.first = False
+        return row
+
+
+def resume_dir(checkpoint: Any, scratch: str) -> str | None:
+    """A restored Tune/Train checkpoint as a local directory under ``scratch`` (or None)."""
+    if checkpoint is None:
+        return None
+    return checkpoint.to_directory(str(Path(scratch) / "resume"))
+
+
 def make_trainable(metric: str, penalty: float | None):
     """A Tune function trainable that trains one trial and reports ``objective`` with each row."""
-    objective = OBJECTIVES[metric]
 
     def train_trial(config: dict[str, Any]) -> None:
         cfg = {k: v for k, v in config.items() if k not in (CELL_KEY, TRIAL_KEY)}
         cfg = experiments.resolve_config(cfg)
-        meta = provenance.record()
-        first = True
+        rows = ReportRows(metric, penalty)
         with tempfile.TemporaryDirectory(prefix="gansweep-") as scratch:
-            resume = None
-            restored = tune.get_checkpoint()
-            if restored is not None:
-                resume = restored.to_directory(str(Path(scratch) / "resume"))
 
             def on_report(report: dict[str, Any], ckpt: Path | None) -> None:
-                nonlocal first
-                row = {k: v for k, v in report.items() if _reportable(v)}
-                row[OBJECTIVE] = objective.of(report, penalty)
-                row["git_commit"] = meta["git_commit"]
-                if first:
-                    row["node"] = ray.get_runtime_context().get_node_id()
-                    row["versions"] = ", ".join(f"{k}={v}" for k, v in meta["versions"].items())
-                    first = False
                 checkpoint = tune.Checkpoint.from_directory(str(ckpt)) if ckpt else None
-                tune.report(row, checkpoint=checkpoint)
+                tune.report(rows(report), checkpoint=checkpoint)
                 if ckpt is not None:
                     shutil.rmtree(ckpt, ignore_errors=True)
 
@@ -51,7 +67,7 @@ def make_trainable(metric: str, penalty: float | None):
                 on_report=on_report,
                 on_figures=images.add,
                 scratch=Path(scratch) / "out",
-                resume=resume,
+                resume=resume_dir(tune.get_checkpoint(), scratch),
             )
             images.close()
 
