@@ -15,11 +15,11 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from trainers import checkpoint, experiments, loop, provenance
+from trainers.atomic import atomic_write
 from trainers.config import ConfigError
 
 RESULTS = "results.jsonl"
@@ -54,11 +54,8 @@ def strict_json(report: dict[str, Any]) -> dict[str, Any]:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write ``data`` as JSON to ``path`` via a temporary file and a rename."""
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
+    with atomic_write(path) as f:
         json.dump(data, f, indent=1, sort_keys=True, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(f.name, path)
 
 
 def truncate_results(path: Path, rows: int) -> None:
@@ -75,9 +72,8 @@ def truncate_results(path: Path, rows: int) -> None:
         raise RuntimeError(f"{path} has {len(complete)} rows but the checkpoint says {rows}")
     if len(lines) == rows:
         return
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
+    with atomic_write(path) as f:
         f.writelines(complete[:rows])
-    os.replace(f.name, path)
 
 
 def run_trial(

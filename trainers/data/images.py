@@ -25,6 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from trainers.atomic import atomic_write
+
 DATASETS = ("cifar10", "stl10", "folder", "generated")
 NATIVE_RESOLUTION = {"cifar10": 32, "stl10": 48}
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -230,10 +232,8 @@ def generated(seed: int, size: int = 1024, resolution: int = 32, blobs: int = 3)
 
 
 def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_write(path, "wb") as f:
         np.save(f, array)
-    os.replace(tmp, path)
 
 
 def prepare(name: str, root: Path) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import tempfile
 import urllib.request
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +33,8 @@ import torch
 from cleanfid.fid import frechet_distance, kernel_distance
 from cleanfid.resize import build_resizer
 from filelock import FileLock
+
+from trainers.atomic import atomic_write
 
 MODE = "clean"
 INCEPTION_NAME = "inception_v3"
@@ -183,12 +184,9 @@ class Statistics:
 
     def save(self, path: Path) -> None:
         """Write to ``path`` (.npz) atomically."""
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as f:
+        with atomic_write(path, "wb") as f:
             extra = {} if self.feats is None else {"feats": self.feats.astype(np.float32)}
             np.savez(f, mu=self.mu, sigma=self.sigma, num=self.num, **extra)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(f.name, path)
 
     @classmethod
     def load(cls, path: Path) -> Statistics:

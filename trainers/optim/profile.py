@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 
+from trainers.atomic import atomic_write
 from trainers.optim.graft import Graft
 
 
@@ -27,10 +27,8 @@ def save_scale_profile(profile: dict[str, float], path: str | os.PathLike) -> Pa
     bad = {k: v for k, v in profile.items() if not (math.isfinite(v) and v > 0)}
     if bad:
         raise ValueError(f"scales must be finite and > 0; bad entries: {bad}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
+    with atomic_write(path) as f:
         json.dump(profile, f, indent=1, sort_keys=True)
-    os.replace(f.name, path)
     return path
 
 
