@@ -77,19 +77,19 @@ def test_killed_trial_resumes_from_checkpoint_with_the_same_numbers(tmp_path):
     faulty = tmp_path / "faulty"
     p = launch(tmp_path, faulty, 4000)
 
-    def running_trial_pid() -> int | None:
-        for rows in _safe_rows(faulty).values():
-            if len(rows) >= 5 and not rows[-1].get("done"):
-                return rows[-1]["pid"]
+    def running_trial() -> tuple[str, int] | None:
+        for name, rows in _safe_rows(faulty).items():
+            if len(rows) >= 5 and rows[-1]["step"] < 4000:
+                return name, rows[-1]["pid"]
         return None
 
-    wait_for(lambda: running_trial_pid() is not None)
-    os.kill(running_trial_pid(), signal.SIGKILL)
+    wait_for(lambda: running_trial() is not None)
+    victim, pid = running_trial()
+    os.kill(pid, signal.SIGKILL)
     assert p.wait(timeout=900) == 0, output(p)[-3000:]
     result = {k: final(v) for k, v in trial_rows(faulty).items()}
     assert result == reference
-    pids = {r["pid"] for rows in trial_rows(faulty).values() for r in rows}
-    assert len(pids) >= 3  # two trial processes, and the one that replaced the killed one
+    assert len({r["pid"] for r in trial_rows(faulty)[victim]}) == 2  # killed, then resumed
 
 
 def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
