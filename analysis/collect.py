@@ -342,7 +342,9 @@ def collect(source: str | Iterable[str], dest: str, progress: Progress | None = 
             if dfs.get_file_info(part).type == pafs.FileType.File:
                 old = read_part(dfs, part)
                 new = pd.concat([old, new], ignore_index=True) if len(new) else old
-                new = new.drop_duplicates("iteration", keep="last")
+            # a Tune restore re-reports the rows after the checkpoint it resumed from, with the
+            # same training_iteration: within one file as across collects, the newer row wins
+            new = new.drop_duplicates("iteration", keep="last")
             errored = any(e in trial.files for e in ERROR_FILES)
             status, rows = ("errored" if errored else "running"), 0
             if len(new):  # a trial without a report yet has no part file

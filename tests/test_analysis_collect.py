@@ -197,3 +197,12 @@ def test_a_diverged_trial_is_final_and_diverged(tmp_path):
     df = analysis.load(dest)
     assert set(df["status"]) == {"diverged"} and df["final"].tolist() == [False, True]
     assert df["step"].iloc[-1] < df["steps"].iloc[-1] and pd.isna(df["loss_d"].iloc[-1])
+
+
+def test_a_restore_seen_by_the_first_collect_is_deduplicated_too(tmp_path):
+    trial = copy_trial(tmp_path)
+    lines = (trial / "result.json").read_text().splitlines(keepends=True)
+    (trial / "result.json").write_text("".join(lines[:2] + lines[1:]))  # iteration 2 twice
+    dest = str(tmp_path / "results")
+    analysis.collect(str(tmp_path / "runs"), dest)
+    assert analysis.load(dest)["iteration"].tolist() == [1, 2, 3]
