@@ -7,7 +7,6 @@ nsgda with that per-layer profile. Data: the image zip in $GANSWEEP_FFHQ.
     python sweeps/stylegan2_ffhq.py [--profile FILE] [--smoke] [--address ADDR] [--storage URI]
 """
 
-import os
 import sys
 
 from sweeps.engine import Resources, Sweep, main
@@ -20,8 +19,8 @@ SWEEP = Sweep(
     experiment="stylegan2",
     metric="fid",
     seeds=range(3),
-    cells=cells(PROFILE),
-    fixed={"device": "auto", "data_path": os.environ.get("GANSWEEP_FFHQ", "data/ffhq-128.zip")},
+    cells=cells(PROFILE, "ffhq"),
+    fixed={"device": "auto"},  # data: $GANSWEEP_FFHQ on the workers, or data_path
     resources=Resources(cpu=8, gpu=1),
 )
 

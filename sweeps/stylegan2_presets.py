@@ -23,15 +23,15 @@ def take_profile(argv: list[str]) -> str | None:
     return path
 
 
-def cells(profile: str | None) -> list[Cell]:
+def cells(profile: str | None, dataset: str) -> list[Cell]:
     """adam, ada-nsgda, sgda, nsgda (global scale 1) and, given a profile, nsgda with it."""
-    out = [Cell(n, StepSizes(grid=tuple(GRIDS[n])), dataset="folder") for n in GRIDS]
+    out = [Cell(n, StepSizes(grid=tuple(GRIDS[n])), dataset=dataset) for n in GRIDS]
     if profile:
         out.append(
             Cell(
                 "nsgda",
                 StepSizes(grid=tuple(GRIDS["ada-nsgda"])),
-                dataset="folder",
+                dataset=dataset,
                 overrides={"optimizer_options": {"scales": profile}},
                 label="nsgda-profile",
             )

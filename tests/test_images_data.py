@@ -106,3 +106,24 @@ def test_missing_inception_weights_stop_the_experiment_before_training(tmp_path)
     )
     with pytest.raises(fid.WeightsMissingError, match="fid_inception_path"):
         experiments.build(cfg)
+
+
+def test_ffhq_is_found_through_its_environment_variable_and_named_when_missing(
+    tmp_path, monkeypatch
+):
+    zip_path = tmp_path / "ffhq-small.zip"
+    rng = np.random.default_rng(0)
+    with zipfile.ZipFile(zip_path, "w") as z:
+        for i in range(3):
+            buf = tmp_path / f"{i}.png"
+            Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf)
+            z.write(buf, f"img{i}.png")
+    monkeypatch.setenv("GANSWEEP_FFHQ", str(zip_path))
+    got = data.load("ffhq", resolution=32)
+    assert tuple(got.images.shape) == (3, 3, 32, 32) and got.name == "ffhq-32-3"
+
+    monkeypatch.setenv("GANSWEEP_FFHQ", str(tmp_path / "nowhere.zip"))
+    with pytest.raises(data.DataMissingError, match=r"nowhere\.zip.*GANSWEEP_FFHQ"):
+        data.load("ffhq")
+    cfg = experiments.resolve_config({"experiment": "stylegan2", "optimizer": "adam", "seed": 0})
+    assert cfg["dataset"] == "ffhq" and cfg["resolution"] == 128  # the paper's setting by default

@@ -27,8 +27,10 @@ import torch.nn.functional as F
 
 from trainers.atomic import atomic_write
 
-DATASETS = ("cifar10", "stl10", "folder", "generated")
+DATASETS = ("cifar10", "stl10", "ffhq", "lsun_church", "folder", "generated")
 NATIVE_RESOLUTION = {"cifar10": 32, "stl10": 48}
+# Named image zips (128 px in the paper): $GANSWEEP_<NAME>, else <data root>/<name>-128.zip
+NAMED_FOLDERS = {"ffhq": "GANSWEEP_FFHQ", "lsun_church": "GANSWEEP_LSUN_CHURCH"}
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 ENV_ROOT = "GANSWEEP_DATA"
 
@@ -101,6 +103,8 @@ def load(
         if not path:
             raise DataMissingError("dataset 'folder' needs a path (config key 'data_path')")
         return folder(path, resolution or 32)
+    if name in NAMED_FOLDERS:
+        return named_folder(name, path, resolution or 128)
     if name == "generated":
         return generated(seed, size, resolution or 32)
     raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
@@ -164,6 +168,21 @@ def resize(images: torch.Tensor, resolution: int, chunk: int = 4096) -> torch.Te
         )
         out.append(x.round_().clamp_(0, 255).to(torch.uint8))
     return torch.cat(out)
+
+
+def named_folder(name: str, path: str | os.PathLike | None, resolution: int) -> ImageData:
+    """FFHQ or LSUN Church as an image folder/zip: ``path``, else ``$GANSWEEP_FFHQ`` (or
+    ``$GANSWEEP_LSUN_CHURCH``), else ``<data root>/<name>-128.zip``."""
+    env = NAMED_FOLDERS[name]
+    where = Path(path or os.environ.get(env) or default_root() / f"{name}-128.zip")
+    if not where.exists():
+        raise DataMissingError(
+            f"{name} not found: looked for {where}. Make a folder or .zip of {resolution} px "
+            f"images (e.g. with NVlabs' dataset_tool.py --resolution={resolution}x{resolution}), "
+            f"then set ${env} or config key 'data_path' to it"
+        )
+    data = folder(where, resolution)
+    return ImageData(data.images, f"{name}-{resolution}-{len(data.images)}", "all")
 
 
 def folder(path: str | os.PathLike, resolution: int) -> ImageData:

@@ -47,7 +47,12 @@ FIELDS: dict[str, Field] = {
     **image_fields(
         "stylegan2", z_dim=512, steps=81_250, lr_decay="none", n_dis=1, decay_steps=None
     ),
-    "dataset": Field("folder", str, choices=("folder", "generated"), help="folder: an image zip"),
+    "dataset": Field(
+        "ffhq",
+        str,
+        choices=("ffhq", "lsun_church", "folder", "generated"),
+        help="ffhq/lsun_church: $GANSWEEP_FFHQ / $GANSWEEP_LSUN_CHURCH or data_path",
+    ),
     "resolution": Field(128, int, help="image size (a power of two)"),
     "batch_size": Field(32, int, low=1),
     "cbase": Field(16384, int, low=1, help="channels min(cbase / res, cmax)"),
