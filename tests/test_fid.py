@@ -11,15 +11,7 @@ import torch
 from trainers.data import images as data
 from trainers.metrics import fid
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: these tiny networks gain nothing from more, and a shared CPU makes
-    OpenMP threads spin-wait (10x slower here with 2 threads under load)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
