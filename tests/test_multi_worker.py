@@ -42,12 +42,11 @@ def _grad_worker(rank: int, store: str, out: str) -> None:
 
         class Tiny:  # the parts of an Experiment that ``prepare`` touches
             players = {"D": torch.nn.Linear(3, 2)}
-            rng = torch.Generator()
 
         torch.manual_seed(rank)  # different init per rank: prepare broadcasts rank 0's
         exp = Tiny()
         exp.optimizers = {"D": optim.build("nsgda", exp.players["D"], 1.0, "global")}
-        distributed.prepare(exp, seed=0)
+        distributed.prepare(exp)
         before = [p.detach().clone() for p in exp.players["D"].parameters()]
         for p in exp.players["D"].parameters():
             p.grad = torch.full_like(p, float(rank + 1)) * torch.arange(p.numel()).view_as(p)
@@ -72,6 +71,44 @@ def _loop_worker(rank: int, store: str, out: str) -> None:
         saved = checkpoint.read(ckpts[-1])
         exp_params = saved["experiment"]["players"]
         torch.save({"params": exp_params, "reports": reports}, f"{out}/{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+STYLEGAN2 = {  # tiny, both lazy regularisers firing within the 4 steps
+    "experiment": "stylegan2",
+    "optimizer": "ada-nsgda",
+    "seed": 5,
+    "dataset": "generated",
+    "generated_size": 32,
+    "resolution": 16,
+    "cbase": 128,
+    "cmax": 16,
+    "z_dim": 16,
+    "batch_size": 8,
+    "r1_interval": 2,
+    "pl_interval": 2,
+    "fid_extractor": "randconv",
+}
+STEPS = 4
+
+
+def _train_state(cfg: dict) -> dict:
+    """Build the experiment as ``loop.train`` does (sharded in a process group), take
+    ``STEPS`` training steps, return its state."""
+    torch.manual_seed(cfg["seed"])
+    exp = experiments.build(distributed.shard_config(cfg, distributed.world()[1]))
+    distributed.prepare(exp)
+    for _ in range(STEPS):
+        exp.train_step()
+    return exp.state_dict()
+
+
+def _stylegan2_worker(rank: int, store: str, out: str) -> None:
+    _init(rank, store)
+    try:
+        state = _train_state(experiments.resolve_config(STYLEGAN2))
+        torch.save(state, f"{out}/{rank}.pt")
     finally:
         dist.destroy_process_group()
 
@@ -107,6 +144,25 @@ def test_two_ranks_train_identical_players_with_global_reports(tmp_path):
     assert r0[-1]["kimg"] == pytest.approx(6 * 32 / 1000)  # the global batch
     for a, b in zip(r0, r1):
         assert a["loss_d"] == pytest.approx(b["loss_d"])  # averaged over the ranks
+
+
+def test_two_workers_at_batch_4_train_what_one_trains_at_batch_8(tmp_path, one_thread):
+    """StyleGAN2 with R1, path length, style mixing, noise, minibatch stddev, w_avg, EMA."""
+    ranks = _spawn(_stylegan2_worker, tmp_path)
+    single = _train_state(experiments.resolve_config(STYLEGAN2))
+    for rank in ranks:
+        for name in ("G", "D"):
+            ours, ref = rank["players"][name], single["players"][name]
+            assert ours.keys() == ref.keys()
+            for key in ref:
+                torch.testing.assert_close(ours[key], ref[key], rtol=1e-4, atol=1e-5)
+        for key, ref in single["extra"]["G_ema"].items():
+            torch.testing.assert_close(rank["extra"]["G_ema"][key], ref, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(rank["extra"]["pl_mean"], single["extra"]["pl_mean"], rtol=1e-5, atol=0)
+        # the one sampling stream is where one process's is: a resume is exact on every rank
+        assert torch.equal(rank["rng"], single["rng"])
+    moved = single["players"]["G"]["synthesis.b16.conv0.noise_strength"]
+    assert float(moved.abs()) > 0  # the noise mattered: its strength was trained
 
 
 def test_batch_must_split_over_the_workers():

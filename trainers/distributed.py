@@ -1,22 +1,27 @@
 """Data-parallel training of one trial over several processes (torch.distributed, any backend).
 
-Every rank builds the same experiment (same seed, parameters broadcast from rank 0), samples
-its own share of the global batch from its own stream, and each optimizer averages the
+Every rank builds the same experiment (same seed, parameters broadcast from rank 0) and keeps
+the same random streams; each draw of a batch is made for the global batch on every rank, and a
+rank keeps the rows r, r + W, r + 2W, ... of it (``sample_rows``). Each optimizer averages the
 gradients of all ranks (one flattened all-reduce per step) before stepping, so normalised
-optimizers normalise the all-reduced gradient. Knows nothing of Ray.
+optimizers normalise the all-reduced gradient. So W workers at batch B / W train exactly (up to
+float rounding of the averages) what one process trains at batch B, and a resumed run is exact
+on every rank (the checkpoint holds the one stream). Strided rows also keep StyleGAN2's
+minibatch-stddev groups (rows i, i + N/G, ...) the same as in one process. Knows nothing of Ray.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
 
 from trainers.config import ConfigError
-from trainers.experiments.base import Experiment
 
-RANK_SEED_STRIDE = 7_919_773  # rank r samples from seed + r * this (rank 0: the plain stream)
+if TYPE_CHECKING:
+    from trainers.experiments.base import Experiment
 
 
 def world() -> tuple[int, int]:
@@ -38,22 +43,44 @@ def shard_config(cfg: dict[str, Any], world_size: int) -> dict[str, Any]:
     return {**cfg, "batch_size": batch // world_size}
 
 
-def prepare(exp: Experiment, seed: int, step: int = 0) -> None:
-    """Make ``exp`` (built, and restored if resuming at ``step``) one rank of a data-parallel
-    run; a no-op in a single process.
+def global_rows(n: int) -> int:
+    """The global batch of which this rank's batch of ``n`` is a share: ``n * W``."""
+    return n * world()[1]
 
-    Rank 0 keeps its stream (a checkpoint holds rank 0's state); rank r > 0 samples from
-    ``seed + r * RANK_SEED_STRIDE + step``, so a resumed run is exact on rank 0 only.
-    """
+
+def local_rows(t: torch.Tensor) -> torch.Tensor:
+    """This rank's rows ``rank::W`` of a global batch ``t`` (all of it in one process)."""
     rank, size = world()
+    return t if size == 1 else t[rank::size]
+
+
+def sample_rows(draw: Callable[[int], torch.Tensor], n: int) -> torch.Tensor:
+    """This rank's ``n`` rows of a global draw made alike on every rank (same stream):
+    ``local_rows(draw(global_rows(n)))``; in one process simply ``draw(n)``."""
+    return local_rows(draw(global_rows(n)))
+
+
+def mean_tensor(t: torch.Tensor) -> torch.Tensor:
+    """The mean of ``t`` over the ranks (all-reduced on its device); ``t`` in one process."""
+    _, size = world()
+    if size == 1:
+        return t
+    t = t.detach().clone()
+    dist.all_reduce(t)
+    return t.div_(size)
+
+
+def prepare(exp: Experiment) -> None:
+    """Make ``exp`` (built, and restored if resuming) one rank of a data-parallel run: rank 0's
+    parameters and buffers on every rank, gradients averaged before every optimizer step.
+    A no-op in a single process. (The streams need nothing: every rank has the same.)"""
+    _, size = world()
     if size == 1:
         return
     with torch.no_grad():
         for player in exp.players.values():
             for t in list(player.parameters()) + list(player.buffers()):
                 dist.broadcast(t.data, src=0)
-    if rank > 0:
-        exp.rng.manual_seed(seed + rank * RANK_SEED_STRIDE + step)
     for opt in exp.optimizers.values():
         opt.register_step_pre_hook(_average_gradients)
 

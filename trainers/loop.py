@@ -62,7 +62,7 @@ def train(
         exp.load_state_dict(saved["experiment"])
         dynamics.load_state_dict(saved["dynamics"])
         state = LoopState(**saved["loop"])
-    distributed.prepare(exp, cfg["seed"], state.step)
+    distributed.prepare(exp)
     if state.finished:
         return state.last
 

@@ -4,7 +4,8 @@
 - ``stl10``: STL-10 unlabeled split, 96 px resized to 48 px (antialiased bilinear); the resized
   array is cached next to the data as ``stl10_unlabeled_<R>.npy``.
 - ``folder``: every image in a directory or a .zip, centre-cropped to a square and resized to
-  the requested resolution (PIL bicubic).
+  the requested resolution (PIL bicubic). ``ffhq`` and ``lsun_church`` are such zips, made from
+  the originals by ``python -m trainers.data prepare`` (``trainers.data.prepare``).
 - ``generated``: synthetic coloured blobs made from a seed, for tests and smoke runs.
 
 Missing data raise ``DataMissingError`` naming the path looked at and the command that prepares
@@ -64,8 +65,11 @@ class ImageData:
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """``n`` images drawn uniformly with replacement (indices from ``generator``), in [-1, 1]."""
-        idx = torch.randint(len(self), (n,), generator=generator).to(self.images.device)
-        return to_float(self.images.index_select(0, idx))
+        return self.take(torch.randint(len(self), (n,), generator=generator))
+
+    def take(self, idx: torch.Tensor) -> torch.Tensor:
+        """The images at ``idx`` in [-1, 1]."""
+        return to_float(self.images.index_select(0, idx.to(self.images.device)))
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
@@ -176,10 +180,12 @@ def named_folder(name: str, path: str | os.PathLike | None, resolution: int) -> 
     env = NAMED_FOLDERS[name]
     where = Path(path or os.environ.get(env) or default_root() / f"{name}-128.zip")
     if not where.exists():
+        dest = where if where.suffix == ".zip" else "DEST.zip"
         raise DataMissingError(
-            f"{name} not found: looked for {where}. Make a folder or .zip of {resolution} px "
-            f"images (e.g. with NVlabs' dataset_tool.py --resolution={resolution}x{resolution}), "
-            f"then set ${env} or config key 'data_path' to it"
+            f"{name} not found: looked for {where}. Make a .zip of {resolution} px images from the "
+            f"originals (an image folder, a zip or an LSUN LMDB directory) with `python -m "
+            f"trainers.data prepare SRC {dest} --resolution {resolution}`, then set ${env} or "
+            f"config key 'data_path' to it"
         )
     data = folder(where, resolution)
     return ImageData(data.images, f"{name}-{resolution}-{len(data.images)}", "all")
@@ -193,7 +199,7 @@ def folder(path: str | os.PathLike, resolution: int) -> ImageData:
             f"image folder not found: looked for {path}. Put the images there (a directory or a "
             ".zip of .png/.jpg files), or point config key 'data_path' to them"
         )
-    arrays = [_decode(blob, label, resolution) for label, blob in _image_files(path)]
+    arrays = [decode_image(blob, label, resolution) for label, blob in _image_files(path)]
     if not arrays:
         raise DataMissingError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {path}")
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
@@ -214,8 +220,9 @@ def _image_files(path: Path):
         yield str(f), f.read_bytes()
 
 
-def _decode(blob: bytes, label: str, resolution: int) -> np.ndarray:
-    """Decode one image to uint8 (R, R, 3): centre crop to a square, bicubic resize."""
+def decode_image(blob: bytes, label: str, resolution: int) -> np.ndarray:
+    """Decode one image to uint8 (R, R, 3): centre crop to a square, bicubic resize (the rule
+    ``trainers.data.prepare`` applies too). Raises ``ImageDataError`` naming ``label``."""
     from PIL import Image
 
     try:
@@ -231,6 +238,9 @@ def _decode(blob: bytes, label: str, resolution: int) -> np.ndarray:
             return np.asarray(img, dtype=np.uint8)
     except Exception as e:  # PIL raises many kinds on bad input
         raise ImageDataError(f"cannot read image {label}: {type(e).__name__}: {e}") from e
+
+
+_decode = decode_image  # the former name
 
 
 def generated(seed: int, size: int = 1024, resolution: int = 32, blobs: int = 3) -> ImageData:

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from trainers import optim
+from trainers import distributed, optim
 from trainers.config import ConfigError, Field
 from trainers.data.bimodal import Sampler, latent_support, modes
 from trainers.experiments.base import Experiment
@@ -111,7 +111,8 @@ class Bimodal(Experiment):
         """One simultaneous step of D and G; undoes it and stops when the stop rule fires."""
         G, D = self.players["G"], self.players["D"]
         with torch.no_grad():
-            x, z = self.sampler.sample(self.batch_size)
+            x, z = self.sampler.sample(distributed.global_rows(self.batch_size))
+            x, z = distributed.local_rows(x), distributed.local_rows(z)
             g = saturating_grads(G, D, x, z)
             V_, W, a, b = self.params
             V_.grad, W.grad, a.grad, b.grad = g.grad_v, g.grad_w, g.grad_a, g.grad_b

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainers import optim
+from trainers import distributed, optim
 from trainers.config import ConfigError, Field
 from trainers.data import images as data
 from trainers.experiments.base import Experiment
@@ -155,10 +155,13 @@ class ImageGAN(Experiment):
     # -- training helpers ------------------------------------------------------------------------
 
     def latents(self, n: int) -> torch.Tensor:
-        return torch.randn(n, self.cfg["z_dim"], generator=self.rng).to(self.device)
+        z_dim = self.cfg["z_dim"]
+        draw = lambda m: torch.randn(m, z_dim, generator=self.rng)  # noqa: E731
+        return distributed.sample_rows(draw, n).to(self.device)
 
     def real(self, n: int) -> torch.Tensor:
-        return self.data.sample(n, self.rng)
+        draw = lambda m: torch.randint(len(self.data), (m,), generator=self.rng)  # noqa: E731
+        return self.data.take(distributed.sample_rows(draw, n))
 
     def lr_factor(self) -> float:
         """max(0, 1 - g_steps / lr_decay_steps) for linear decay, else 1 (as in WGAN-GP)."""

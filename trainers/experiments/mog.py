@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from trainers import losses, models, optim
+from trainers import distributed, losses, models, optim
 from trainers.config import Field
 from trainers.data import mog as data
 from trainers.experiments.base import Experiment
@@ -115,8 +115,9 @@ class MixtureOfGaussians(Experiment):
 
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """A real batch and a latent batch, drawn from ``self.rng`` on the CPU."""
-        x = self.mixture.sample(self.batch_size, self.rng)
-        z = torch.randn(self.batch_size, self.cfg["z_dim"], generator=self.rng)
+        n, z_dim = self.batch_size, self.cfg["z_dim"]
+        x = distributed.sample_rows(lambda m: self.mixture.sample(m, self.rng), n)
+        z = distributed.sample_rows(lambda m: torch.randn(m, z_dim, generator=self.rng), n)
         return x.to(self.device), z.to(self.device)
 
     def _d_grads(self, x: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainers import models, optim
+from trainers import distributed, models, optim
 from trainers.config import ConfigError, Field
 from trainers.experiments.image_gan import (
     ImageGAN,
@@ -206,9 +206,11 @@ class StyleGAN2(ImageGAN):
         n = max(1, self.batch_size // c["pl_batch_shrink"])
         ws = self.mixed_ws(n).detach().requires_grad_(True)
         res = G.resolution
-        noise = torch.randn(n, 3, res, res, generator=self.rng).to(self.device)
+        draw = lambda m: torch.randn(m, 3, res, res, generator=self.rng)  # noqa: E731
+        noise = distributed.sample_rows(draw, n).to(self.device)
         lengths = path_lengths(G, ws, noise)
-        self.pl_mean = self.pl_mean.lerp(lengths.mean().detach(), c["pl_decay"])
+        batch_mean = distributed.mean_tensor(lengths.mean().detach())  # global batch's mean
+        self.pl_mean = self.pl_mean.lerp(batch_mean, c["pl_decay"])
         penalty = (lengths - self.pl_mean).square().mean() * c["pl_weight"]
         self._step("G", penalty * self.intervals["G"])
         return penalty.detach()

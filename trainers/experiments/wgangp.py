@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from trainers import models, penalties
+from trainers import distributed, models, penalties
 from trainers.config import Field
 from trainers.experiments.image_gan import (
     ImageGAN,
@@ -70,7 +70,8 @@ class WGANGP(ImageGAN):
         real = self.real(n)
         with torch.no_grad():
             fake = G(self.latents(n))
-        alpha = torch.rand(n, generator=self.rng).to(self.device)
+        draw = lambda m: torch.rand(m, generator=self.rng)  # noqa: E731
+        alpha = distributed.sample_rows(draw, n).to(self.device)
         wasserstein = -penalties.wgan_critic_loss(D(real), D(fake))
         gp = penalties.gradient_penalty(D, real, fake, alpha, self.cfg["gp_weight"])
         loss = gp - wasserstein

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainers import distributed
+
 SQRT2 = math.sqrt(2.0)
 LRELU_SLOPE = 0.2
 MIN_RESOLUTION = 4
@@ -184,7 +186,10 @@ class ModulatedConv(nn.Module):
             x = F.conv2d(x, wt, padding=1)
         x = x * dcoefs.to(x.dtype)[:, :, None, None]
         if noise_mode == "random":
-            noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device)
+            shape, device = (1, self.resolution, self.resolution), x.device
+            noise = distributed.sample_rows(  # this rank's rows of the global batch's noise
+                lambda m: torch.randn(m, *shape, device=device), x.shape[0]
+            )
             x = x + (noise * self.noise_strength).to(x.dtype)
         elif noise_mode == "const":
             x = x + (self.noise_const * self.noise_strength).to(x.dtype)
@@ -250,7 +255,8 @@ class Mapping(nn.Module):
             x = getattr(self, f"fc{i}")(x)
         if update_w_avg:
             with torch.no_grad():
-                self.w_avg.copy_(x.detach().mean(0).lerp(self.w_avg, self.w_avg_beta))
+                mean = distributed.mean_tensor(x.detach().mean(0))  # the global batch's
+                self.w_avg.copy_(mean.lerp(self.w_avg, self.w_avg_beta))
         if truncation_psi != 1:
             x = self.w_avg.lerp(x, truncation_psi)
         return x
