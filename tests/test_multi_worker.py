@@ -158,7 +158,9 @@ def test_two_workers_at_batch_4_train_what_one_trains_at_batch_8(tmp_path, one_t
                 torch.testing.assert_close(ours[key], ref[key], rtol=1e-4, atol=1e-5)
         for key, ref in single["extra"]["G_ema"].items():
             torch.testing.assert_close(rank["extra"]["G_ema"][key], ref, rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(rank["extra"]["pl_mean"], single["extra"]["pl_mean"], rtol=1e-5, atol=0)
+        torch.testing.assert_close(
+            rank["extra"]["pl_mean"], single["extra"]["pl_mean"], rtol=1e-5, atol=0
+        )
         # the one sampling stream is where one process's is: a resume is exact on every rank
         assert torch.equal(rank["rng"], single["rng"])
     moved = single["players"]["G"]["synthesis.b16.conv0.noise_strength"]
