@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sweeps.engine import Cell, StepSizes, Sweep, SweepError, run
+from sweeps.engine import Cell, Resources, StepSizes, Sweep, SweepError, run
 from sweeps.engine.driver import EXIT_BAD_INPUT
 
 SHORT = {"steps": 300, "eval_every": 100, "checkpoint_every": 100}
@@ -89,12 +89,39 @@ def test_rerun_without_resume_refuses_and_resume_reruns_nothing(finished, capsys
         ),
         (tiny_sweep(metric="accuracy"), "metric 'accuracy' is unknown"),
         (tiny_sweep(fixed={**SHORT, "gamma": 2.0}), "config key 'gamma'"),
+        (
+            Sweep(
+                name="images",
+                experiment="wgangp",
+                metric="fid",
+                seeds=[0],
+                cells=[Cell("adam", StepSizes(grid=(1e-4,)), dataset="folder")],
+                fixed={"data_path": "/nowhere/images"},
+            ),
+            "cell 'adam/folder': image folder not found: looked for /nowhere/images",
+        ),
     ],
 )
 def test_bad_sweeps_exit_2_before_anything_is_written(tmp_path, capsys, sweep, words):
     storage = tmp_path / "runs"
     assert run(sweep, ["--storage", str(storage)]).code == EXIT_BAD_INPUT
     assert words in capsys.readouterr().err
+    assert not storage.exists()
+
+
+@pytest.mark.parametrize(
+    "resources, words",
+    [
+        (Resources(cpu=1, workers=3), "3 workers of cpu=1, gpu=0 each"),
+        (Resources(cpu=2, gpu=0.5), "cpu=2, gpu=0.5"),
+    ],
+)
+def test_trials_the_cluster_cannot_hold_exit_2(tmp_path, capsys, resources, words):
+    storage = tmp_path / "runs"
+    outcome = run(tiny_sweep(resources=resources), ["--storage", str(storage), "--num-cpus", "2"])
+    assert outcome.code == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert words in err and "cannot hold" in err and "nodes: cpu=2, gpu=0" in err
     assert not storage.exists()
 
 

@@ -38,9 +38,25 @@ def test_wgangp_smoke_sweep_runs_on_generated_images(tmp_path):
     assert set(outcome.table["cell"]) == {"adam", "ada-nsgda"}
 
 
-def test_a_gpu_sweep_without_gpus_is_refused_before_it_starts(tmp_path, capsys):
+def test_a_sweep_without_its_data_is_refused_before_ray_starts(tmp_path, capsys, monkeypatch):
     from sweeps.wgangp_cifar10 import SWEEP
 
+    monkeypatch.setenv("GANSWEEP_DATA", str(tmp_path / "data"))
     assert run(SWEEP, ["--storage", str(tmp_path / "r"), "--num-cpus", "2"]).code == 2
-    assert "no node has that" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"CIFAR-10 not found: looked for {tmp_path}/data/cifar-10-batches-py" in err
+    assert "python -m trainers.data.images prepare cifar10" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_gpu_sweep_without_gpus_is_refused_before_it_starts(tmp_path, capsys):
+    from dataclasses import replace
+
+    from sweeps.engine import Cell
+    from sweeps.wgangp_cifar10 import SWEEP
+
+    generated = [Cell(c.optimizer, c.lrs, "generated", c.overrides, c.label) for c in SWEEP.cells]
+    sweep = replace(SWEEP, cells=generated)
+    assert run(sweep, ["--storage", str(tmp_path / "r"), "--num-cpus", "2"]).code == 2
+    assert "cannot hold" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()

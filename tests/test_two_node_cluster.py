@@ -1,4 +1,5 @@
-"""A smoke sweep on a real two-node Ray cluster on localhost: trials land on both nodes."""
+"""A smoke sweep on a real two-node Ray cluster on localhost: trials land on both nodes; a sweep
+whose data the workers lack is refused before it starts."""
 
 from __future__ import annotations
 
@@ -27,6 +28,14 @@ main(Sweep(
 ))
 """
 
+MISSING_DATA_SCRIPT = """
+from sweeps.engine import Cell, StepSizes, Sweep, main
+main(Sweep(
+    name="no_data", experiment="wgangp", metric="fid", seeds=[0],
+    fixed={"data_path": "/nowhere/images"},
+    cells=[Cell("adam", StepSizes(grid=(1e-4,)), dataset="folder")],
+))
+"""
 
 TOKEN = secrets.token_hex(32)
 
@@ -47,8 +56,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def cluster(tmp_path):
+@pytest.fixture(scope="module")
+def cluster():
     import ray
 
     ray.shutdown()  # a driver of an earlier test must not hold an in-process cluster
@@ -86,19 +95,25 @@ def cluster(tmp_path):
         shutil.rmtree(temp, ignore_errors=True)
 
 
+def submit(source: str, cluster: str, tmp_path: Path) -> tuple[int, str, Path]:
+    """Run a sweep script as a driver of the cluster: (exit code, its output, storage)."""
+    script, storage, log = tmp_path / "sweep.py", tmp_path / "runs", tmp_path / "driver.log"
+    script.write_text(source)
+    with open(log, "w") as out:  # a file, not a pipe: Ray's children inherit it
+        code = subprocess.run(
+            [sys.executable, str(script), "--address", cluster, "--storage", str(storage)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=600,
+            cwd=ROOT,
+            env=cluster_env(),
+        ).returncode
+    return code, log.read_text(), storage
+
+
 def test_smoke_sweep_runs_on_both_nodes(cluster, tmp_path):
-    script = tmp_path / "two_nodes.py"
-    script.write_text(SCRIPT)
-    storage = tmp_path / "runs"
-    done = subprocess.run(
-        [sys.executable, str(script), "--address", cluster, "--storage", str(storage)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
-        env=cluster_env(),
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    code, output, storage = submit(SCRIPT, cluster, tmp_path)
+    assert code == 0, output[-6000:]
     nodes, steps = set(), []
     trial_dirs = [d for d in (storage / "two_nodes").iterdir() if (d / "result.json").exists()]
     assert len(trial_dirs) == 4
@@ -108,3 +123,11 @@ def test_smoke_sweep_runs_on_both_nodes(cluster, tmp_path):
         steps.append([r["step"] for r in rows])
     assert len(nodes) == 2, "all trials ran on one node"
     assert all(s == sorted(set(s)) for s in steps)  # every report arrived once
+
+
+def test_missing_data_on_the_workers_is_refused_before_the_sweep(cluster, tmp_path):
+    code, output, storage = submit(MISSING_DATA_SCRIPT, cluster, tmp_path)
+    assert code == 2, output[-6000:]
+    assert "image folder not found: looked for /nowhere/images" in output
+    assert "(on node " in output  # checked where the trials would run
+    assert not storage.exists()

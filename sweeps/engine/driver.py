@@ -23,6 +23,7 @@ DEFAULT_STORAGE = "runs"
 # a trial has checkpointed num_to_keep times; a driver killed in between restores from a
 # snapshot up to two checkpoints behind, so keep three to always find it (Tuner.restore).
 KEEP_CHECKPOINTS = 3
+DATA_CHECK_TIMEOUT_S = 600.0  # a cluster's data check waits this long for a worker node
 
 
 @dataclass
@@ -71,18 +72,28 @@ def experiment_exists(storage: str, name: str) -> bool:
     return info.type != pyarrow.fs.FileType.NotFound
 
 
+def workers_that_fit(node: dict[str, float], cpu: float, gpu: float) -> int:
+    """How many workers of (cpu, gpu) one node's total resources hold."""
+    fits = int(node.get("CPU", 0) // cpu + 1e-9)
+    if gpu > 0:
+        fits = min(fits, int(node.get("GPU", 0) // gpu + 1e-9))
+    return fits
+
+
 def _check_resources(sweep: Sweep, remote: bool) -> None:
-    """Refuse trials that no node of the cluster can ever hold (locally; warn on a cluster that
-    may autoscale)."""
+    """Refuse trials that the cluster can never hold: all ``workers`` of one trial at once,
+    each on one node (locally; warn on a cluster that may autoscale)."""
     import ray
 
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
-    cpu, gpu = sweep.resources.cpu, sweep.resources.gpu
-    if any(r.get("CPU", 0) >= cpu and r.get("GPU", 0) >= gpu for r in nodes):
+    res = sweep.resources
+    if sum(workers_that_fit(r, res.cpu, res.gpu) for r in nodes) >= res.workers:
         return
-    need = f"cpu={sweep.resources.cpu}, gpu={sweep.resources.gpu}"
+    need = f"cpu={res.cpu:g}, gpu={res.gpu:g}"
+    if res.workers > 1:
+        need = f"{res.workers} workers of {need} each"
     have = "; ".join(f"cpu={r.get('CPU', 0):g}, gpu={r.get('GPU', 0):g}" for r in nodes)
-    message = f"a trial needs {need} but no node has that (nodes: {have})"
+    message = f"a trial needs {need} but the cluster cannot hold that (nodes: {have})"
     if remote:
         print(
             f"warning: {message}; trials wait until the autoscaler adds such a node",
@@ -90,6 +101,52 @@ def _check_resources(sweep: Sweep, remote: bool) -> None:
         )
     else:
         raise SweepError(message)
+
+
+def check_data(sweep: Sweep) -> None:
+    """Refuse a sweep whose data are missing on this machine (a local sweep's trials read them
+    here), naming the cell, the path looked at and how to prepare the data."""
+    from trainers import experiments
+
+    for name, cfg in sweep.data_configs().items():
+        try:
+            experiments.check_data(cfg)
+        except FileNotFoundError as e:
+            raise SweepError(f"cell {name!r}: {e}") from None
+
+
+def _check_data_on_cluster(sweep: Sweep, timeout_s: float = DATA_CHECK_TIMEOUT_S) -> None:
+    """``check_data`` run as a Ray task with a trial's resources, so it runs where trials run
+    (the data live on the workers, not necessarily on the head). If no such node comes up within
+    ``timeout_s`` (an autoscaler still starting one) warn and go on: trials report it then."""
+    import ray
+
+    from trainers import experiments
+
+    @ray.remote(max_retries=0)
+    def check(cfg: dict[str, Any]) -> str | None:
+        try:
+            experiments.check_data(cfg)
+        except FileNotFoundError as e:
+            return f"{e} (on node {ray.util.get_node_ip_address()})"
+        return None
+
+    res = sweep.resources
+    task = check.options(num_cpus=res.cpu, num_gpus=res.gpu)
+    pending = {task.remote(cfg): name for name, cfg in sweep.data_configs().items()}
+    done, late = ray.wait(list(pending), num_returns=len(pending), timeout=timeout_s)
+    for ref in done:
+        problem = ray.get(ref)
+        if problem is not None:
+            raise SweepError(f"cell {pending[ref]!r}: {problem}")
+    if late:
+        for ref in late:
+            ray.cancel(ref, force=True)
+        print(
+            f"warning: the data check found no free worker in {timeout_s:g} s; trials will "
+            "report missing data themselves",
+            file=sys.stderr,
+        )
 
 
 def run(
@@ -107,6 +164,8 @@ def run(
         if args.max_concurrent is not None and args.max_concurrent < 1:
             raise SweepError(f"--max-concurrent {args.max_concurrent}: must be >= 1")
         sweep.validate()
+        if args.address is None:
+            check_data(sweep)
         storage = storage_path(args.storage)
         exists = experiment_exists(storage, sweep.name)
         if args.resume and not exists:
@@ -133,6 +192,8 @@ def run(
     )
     try:
         _check_resources(sweep, remote=args.address is not None)
+        if args.address is not None:
+            _check_data_on_cluster(sweep)
     except SweepError as e:
         print(f"gansweep: {e}", file=sys.stderr)
         return Outcome(EXIT_BAD_INPUT)

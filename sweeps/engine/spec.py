@@ -179,5 +179,15 @@ class Sweep:
             config["dataset"] = cell.dataset
         return config
 
+    def data_configs(self) -> dict[str, dict[str, Any]]:
+        """One resolved trial config per cell (call after ``validate``): what each cell's trials
+        read their data from, for ``trainers.experiments.check_data``."""
+        out = {}
+        for cell in self.cells:
+            lr = cell.lrs.grid[0] if cell.lrs.grid else cell.lrs.low
+            config = self.trial_config(cell, lr, cell.lrs.ratios[0], self.seeds[0])
+            out[cell.name] = experiments.resolve_config(config)
+        return out
+
     def total_trials(self) -> int:
         return sum(c.lrs.size() for c in self.cells) * len(self.seeds)

@@ -91,6 +91,27 @@ def prepare_command(name: str, root: Path) -> str:
     return f"python -m trainers.data.images prepare {name} --root {root}"
 
 
+def require(
+    name: str, path: str | os.PathLike | None = None, resolution: int | None = None
+) -> Path | None:
+    """Where ``load`` would read dataset ``name`` from, checked without reading it: raises
+    ``DataMissingError`` (the path looked at, how to prepare it) when it is not there. None for
+    generated data. Sweep drivers call this before any trial starts."""
+    if name == "cifar10":
+        return _cifar10_dir(Path(path) if path else default_root())
+    if name == "stl10":
+        return _stl10_source(Path(path) if path else default_root(), resolution or 48)
+    if name == "folder":
+        if not path:
+            raise DataMissingError("dataset 'folder' needs a path (config key 'data_path')")
+        return _folder_path(path)
+    if name in NAMED_FOLDERS:
+        return _named_path(name, path, resolution or 128)
+    if name == "generated":
+        return None
+    raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
+
+
 def load(
     name: str,
     path: str | os.PathLike | None = None,
@@ -118,13 +139,7 @@ def cifar10(root: Path) -> ImageData:
     """CIFAR-10 train split (50,000 images, 32 px)."""
     from torchvision.datasets import CIFAR10
 
-    where = root / "cifar-10-batches-py"
-    if not where.is_dir():
-        raise DataMissingError(
-            f"CIFAR-10 not found: looked for {where}. Prepare it (online) with "
-            f"`{prepare_command('cifar10', root)}`, or point config key 'data_path' "
-            f"(or ${ENV_ROOT}) to the directory that holds cifar-10-batches-py"
-        )
+    where = _cifar10_dir(root)
     try:
         ds = CIFAR10(str(root), train=True, download=False)
     except RuntimeError as e:
@@ -136,13 +151,22 @@ def cifar10(root: Path) -> ImageData:
     return ImageData(images, "cifar10", "train")
 
 
-def stl10(root: Path, resolution: int = 48) -> ImageData:
-    """STL-10 unlabeled split (100,000 images), resized from 96 px to ``resolution``."""
+def _cifar10_dir(root: Path) -> Path:
+    where = root / "cifar-10-batches-py"
+    if not where.is_dir():
+        raise DataMissingError(
+            f"CIFAR-10 not found: looked for {where}. Prepare it (online) with "
+            f"`{prepare_command('cifar10', root)}`, or point config key 'data_path' "
+            f"(or ${ENV_ROOT}) to the directory that holds cifar-10-batches-py"
+        )
+    return where
+
+
+def _stl10_source(root: Path, resolution: int) -> Path:
+    """The resized cache if present, else the original binary (DataMissingError if neither)."""
     cached = root / f"stl10_unlabeled_{resolution}.npy"
     if cached.is_file():
-        return ImageData(torch.from_numpy(np.load(cached)), "stl10", "unlabeled")
-    from torchvision.datasets import STL10
-
+        return cached
     where = root / "stl10_binary" / "unlabeled_X.bin"
     if not where.is_file():
         raise DataMissingError(
@@ -150,6 +174,17 @@ def stl10(root: Path, resolution: int = 48) -> ImageData:
             f"`{prepare_command('stl10', root)}`, or point config key 'data_path' "
             f"(or ${ENV_ROOT}) to the directory that holds stl10_binary"
         )
+    return where
+
+
+def stl10(root: Path, resolution: int = 48) -> ImageData:
+    """STL-10 unlabeled split (100,000 images), resized from 96 px to ``resolution``."""
+    source = _stl10_source(root, resolution)
+    if source.suffix == ".npy":
+        return ImageData(torch.from_numpy(np.load(source)), "stl10", "unlabeled")
+    from torchvision.datasets import STL10
+
+    where, cached = source, root / f"stl10_unlabeled_{resolution}.npy"
     try:
         ds = STL10(str(root), split="unlabeled", download=False)
     except RuntimeError as e:
@@ -177,6 +212,12 @@ def resize(images: torch.Tensor, resolution: int, chunk: int = 4096) -> torch.Te
 def named_folder(name: str, path: str | os.PathLike | None, resolution: int) -> ImageData:
     """FFHQ or LSUN Church as an image folder/zip: ``path``, else ``$GANSWEEP_FFHQ`` (or
     ``$GANSWEEP_LSUN_CHURCH``), else ``<data root>/<name>-128.zip``."""
+    where = _named_path(name, path, resolution)
+    data = folder(where, resolution)
+    return ImageData(data.images, f"{name}-{resolution}-{len(data.images)}", "all")
+
+
+def _named_path(name: str, path: str | os.PathLike | None, resolution: int) -> Path:
     env = NAMED_FOLDERS[name]
     where = Path(path or os.environ.get(env) or default_root() / f"{name}-128.zip")
     if not where.exists():
@@ -187,23 +228,27 @@ def named_folder(name: str, path: str | os.PathLike | None, resolution: int) -> 
             f"trainers.data prepare SRC {dest} --resolution {resolution}`, then set ${env} or "
             f"config key 'data_path' to it"
         )
-    data = folder(where, resolution)
-    return ImageData(data.images, f"{name}-{resolution}-{len(data.images)}", "all")
+    return where
 
 
 def folder(path: str | os.PathLike, resolution: int) -> ImageData:
     """All images of a directory (recursively) or a .zip, sorted by name, as R x R RGB."""
+    path = _folder_path(path)
+    arrays = [decode_image(blob, label, resolution) for label, blob in _image_files(path)]
+    if not arrays:
+        raise DataMissingError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {path}")
+    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    return ImageData(images, f"folder-{path.stem}-{len(arrays)}", "all")
+
+
+def _folder_path(path: str | os.PathLike) -> Path:
     path = Path(path)
     if not path.exists():
         raise DataMissingError(
             f"image folder not found: looked for {path}. Put the images there (a directory or a "
             ".zip of .png/.jpg files), or point config key 'data_path' to them"
         )
-    arrays = [decode_image(blob, label, resolution) for label, blob in _image_files(path)]
-    if not arrays:
-        raise DataMissingError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {path}")
-    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-    return ImageData(images, f"folder-{path.stem}-{len(arrays)}", "all")
+    return path
 
 
 def _image_files(path: Path):

@@ -37,9 +37,18 @@ def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return cfg
 
 
+def check_data(cfg: Mapping[str, Any]) -> None:
+    """Raise ``DataMissingError`` (a FileNotFoundError naming the path and how to prepare it)
+    when the data a resolved config trains on are not where this machine would read them;
+    nothing is loaded. Experiments that generate their data always pass."""
+    check = getattr(module(cfg["experiment"]), "check_data", None)
+    if check is not None:
+        check(cfg)
+
+
 def build(cfg: Mapping[str, Any]) -> Experiment:
     """Build the experiment of a resolved config (models initialised from ``cfg['seed']``)."""
     return module(cfg["experiment"]).build(dict(cfg))
 
 
-__all__ = ["EXPERIMENTS", "Experiment", "build", "module", "resolve_config"]
+__all__ = ["EXPERIMENTS", "Experiment", "build", "check_data", "module", "resolve_config"]

@@ -53,6 +53,8 @@ class Experiment:
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "rng": self.rng.get_state(),
             "torch_rng": torch.get_rng_state(),
+            # the current CUDA device's generator draws in-model noise (StyleGAN2) on a GPU
+            "cuda_rng": torch.cuda.get_rng_state() if torch.cuda.is_initialized() else None,
             "extra": self.extra_state(),
         }
 
@@ -64,4 +66,6 @@ class Experiment:
             o.load_state_dict(state["optimizers"][k])
         self.rng.set_state(state["rng"])
         torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state(state["cuda_rng"])
         self.load_extra_state(state["extra"])

@@ -22,6 +22,7 @@ from trainers.experiments.image_gan import (
     optimizer_table,
     set_grads,
 )
+from trainers.experiments.image_gan import check_data as check_data  # re-export
 
 FIELDS: dict[str, Field] = image_fields(
     "dcgan", z_dim=100, steps=78_125, lr_decay="none", n_dis=1, decay_steps=None

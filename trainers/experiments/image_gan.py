@@ -106,6 +106,11 @@ def check_image_config(cfg: dict[str, Any], resolutions: tuple[int, ...]) -> Non
         cfg["eval_every"] = max(1, round(cfg["eval_every_kimg"] * 1000 / cfg["batch_size"]))
 
 
+def check_data(cfg: dict[str, Any]) -> None:
+    """DataMissingError if the image data of a resolved config are absent (nothing loaded)."""
+    data.require(cfg["dataset"], cfg["data_path"], resolution_of(cfg))
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"

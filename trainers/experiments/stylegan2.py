@@ -37,6 +37,7 @@ from trainers.experiments.image_gan import (
     optimizer_table,
     resolution_of,
 )
+from trainers.experiments.image_gan import check_data as check_data  # re-export
 from trainers.losses import g_loss_nonsaturating
 from trainers.models.stylegan2 import Generator
 

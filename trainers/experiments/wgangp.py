@@ -29,6 +29,7 @@ from trainers.experiments.image_gan import (
     resolution_of,
     set_grads,
 )
+from trainers.experiments.image_gan import check_data as check_data  # re-export
 from trainers.models.wgangp_resnet import RESOLUTIONS
 
 FIELDS: dict[str, Field] = {
