@@ -88,6 +88,10 @@ STYLEGAN2 = {  # tiny, both lazy regularisers firing within the 4 steps
     "batch_size": 8,
     "r1_interval": 2,
     "pl_interval": 2,
+    "augment": "ada",  # p rises 8 / 100 per D step (E[sign] > -1): augmentation is on
+    "ada_target": -1.0,
+    "ada_interval": 1,
+    "ada_kimg": 0.1,
     "fid_extractor": "randconv",
 }
 STEPS = 4
@@ -147,7 +151,7 @@ def test_two_ranks_train_identical_players_with_global_reports(tmp_path):
 
 
 def test_two_workers_at_batch_4_train_what_one_trains_at_batch_8(tmp_path, one_thread):
-    """StyleGAN2 with R1, path length, style mixing, noise, minibatch stddev, w_avg, EMA."""
+    """StyleGAN2 with R1, path length, style mixing, noise, minibatch stddev, w_avg, EMA, ADA."""
     ranks = _spawn(_stylegan2_worker, tmp_path)
     single = _train_state(experiments.resolve_config(STYLEGAN2))
     for rank in ranks:
@@ -161,10 +165,12 @@ def test_two_workers_at_batch_4_train_what_one_trains_at_batch_8(tmp_path, one_t
         torch.testing.assert_close(
             rank["extra"]["pl_mean"], single["extra"]["pl_mean"], rtol=1e-5, atol=0
         )
+        assert rank["extra"]["ada"] == single["extra"]["ada"]
         # the one sampling stream is where one process's is: a resume is exact on every rank
         assert torch.equal(rank["rng"], single["rng"])
     moved = single["players"]["G"]["synthesis.b16.conv0.noise_strength"]
     assert float(moved.abs()) > 0  # the noise mattered: its strength was trained
+    assert single["extra"]["ada"]["p"] == pytest.approx(4 * 0.08)
 
 
 def test_batch_must_split_over_the_workers():

@@ -172,8 +172,10 @@ def _run_config(tmp_path, optimizer: str, **extra):
     }
 
 
-def test_resume_is_exact(tmp_path):
-    config = _run_config(tmp_path, "ada-nsgda", pl_interval=2, r1_interval=2)
+@pytest.mark.parametrize("augment", ["none", "ada"])
+def test_resume_is_exact(tmp_path, augment):
+    ada = {"augment": augment, "ada_interval": 3, "ada_target": -1.0, "ada_kimg": 0.04}
+    config = _run_config(tmp_path, "ada-nsgda", pl_interval=2, r1_interval=2, **ada)
     straight = run_trial(config, tmp_path / "a", quiet=True)
     run_trial(config, tmp_path / "b", quiet=True)
     shutil.rmtree(sorted((tmp_path / "b" / "checkpoints").glob("step_*"))[-1])
@@ -185,6 +187,8 @@ def test_resume_is_exact(tmp_path):
     assert rows_a == rows_b and len(rows_a) == 2
     assert straight["fid"] == resumed["fid"]
     assert any(k.startswith("mag/G/synthesis.") for k in rows_a[-1])
+    if augment == "ada":  # p rose by 4 * 3 / 40 = 0.3 after step 3 (the resume: at 2)
+        assert [r["augment_p"] for r in rows_a] == pytest.approx([0.0, 0.3])
 
 
 def test_profile_from_a_run_drives_nsgda(tmp_path):
@@ -228,3 +232,48 @@ def test_profile_cli_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         profiles.main([str(tmp_path), "--out", str(tmp_path / "p.json")])
     assert e.value.code == 2
+
+
+def _ada_run(target: float, steps: int, **extra) -> list[float]:
+    cfg = experiments.resolve_config(
+        {**TINY, "optimizer": "adam", "seed": 0, "augment": "ada", "ada_target": target, **extra}
+    )
+    exp = experiments.build(cfg)
+    return [float(exp.train_step()["augment_p"]) for _ in range(steps)]
+
+
+def test_ada_moves_p_by_the_sign_of_real_logits_every_interval():
+    # step size batch * interval / (kimg * 1000) = 4 * 2 / 40 = 0.2
+    up = _ada_run(-1.0, 5, ada_interval=2, ada_kimg=0.04)  # r_t > -1: p rises
+    assert up == pytest.approx([0.0, 0.2, 0.2, 0.4, 0.4])
+    # r_t <= 1: p never rises; it falls by 0.2 at an update unless every real logit was > 0
+    down = _ada_run(1.0, 6, ada_interval=2, ada_kimg=0.04, augment_p=0.5)
+    assert all(b <= a for a, b in zip(down, down[1:])) and down[-1] < 0.5
+    assert {round(p, 6) for p in down} <= {0.5, 0.3, 0.1}
+
+
+def test_augmentation_reaches_every_discriminator_input(monkeypatch):
+    """With augment "fixed", D's inputs in all four phases went through trainers.augment at
+    the configured p, with one row of uniforms per image."""
+    seen = []
+
+    def spy(images, p, u, pipeline=exp_mod.augment.BGC):
+        seen.append((images.shape[0], p, tuple(u.shape)))
+        return images
+
+    monkeypatch.setattr(exp_mod.augment, "augment", spy)
+    cfg = experiments.resolve_config(
+        {**TINY, "optimizer": "adam", "seed": 0, "augment": "fixed", "augment_p": 0.25}
+    )
+    cfg.update(r1_interval=1, pl_interval=1)
+    experiments.build(cfg).train_step()
+    k = exp_mod.augment.RANDOM_PER_SAMPLE
+    # G main (fake), D main (fake, real), R1 (real); path length never meets D
+    assert seen == [(4, 0.25, (4, k))] * 4
+
+
+def test_augment_options_are_checked():
+    with pytest.raises(ValueError, match="'augment'.*'none', 'ada', 'fixed'"):
+        experiments.resolve_config({**TINY, "optimizer": "adam", "seed": 0, "augment": True})
+    with pytest.raises(ValueError, match="augment_p"):
+        experiments.resolve_config({**TINY, "optimizer": "adam", "seed": 0, "augment_p": 1.5})

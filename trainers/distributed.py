@@ -70,6 +70,16 @@ def mean_tensor(t: torch.Tensor) -> torch.Tensor:
     return t.div_(size)
 
 
+def sum_tensor(t: torch.Tensor) -> torch.Tensor:
+    """The sum of ``t`` over the ranks (all-reduced on its device); ``t`` in one process."""
+    _, size = world()
+    if size == 1:
+        return t
+    t = t.detach().clone()
+    dist.all_reduce(t)
+    return t
+
+
 def prepare(exp: Experiment) -> None:
     """Make ``exp`` (built, and restored if resuming) one rank of a data-parallel run: rank 0's
     parameters and buffers on every rank, gradients averaged before every optimizer step.

@@ -9,7 +9,13 @@ the optimizer has Adam state, its betas raised to I/(I+1) (G: 0.8, D: 16/17), fo
 of the registry. Gradients are nan_to_num'd to +-1e5 before each step.
 
 Evaluation uses the EMA generator (half-life ``ema_kimg`` = 10 kimg, ramp-up 0.05). Reports
-``loss_d``, ``loss_g``, and the last ``loss_r1``, ``loss_pl``, ``pl_mean``.
+``loss_d``, ``loss_g``, and the last ``loss_r1``, ``loss_pl``, ``pl_mean`` (and ``augment_p``).
+
+Augmentation (off by default): ``augment: "ada"`` puts every image D sees (real and fake, in
+all four phases; R1's gradient is taken at the un-augmented image) through ``trainers.augment``
+with probability p, adapted every ``ada_interval`` D steps towards E[sign D(real)] =
+``ada_target`` (0.6) at a speed of ``ada_kimg`` (500) kimg from 0 to 1; ``"fixed"`` keeps
+``augment_p``.
 
 Scale profiles: ``optimizer_options.scales`` may be one profile for both players, keyed
 ``"G/<layer>"`` and ``"D/<layer>"`` (a file written by ``trainers.profiles``) or a mapping of that
@@ -21,14 +27,14 @@ from __future__ import annotations
 import copy
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from trainers import distributed, models, optim
-from trainers.config import ConfigError, Field
+from trainers import augment, distributed, models, optim
+from trainers.config import Field
 from trainers.experiments.image_gan import (
     ImageGAN,
     check_image_config,
@@ -68,7 +74,16 @@ FIELDS: dict[str, Field] = {
     "style_mixing": Field(0.9, float, low=0.0, high=1.0),
     "ema_kimg": Field(10.0, float, low=0.0, help="EMA half-life in kimg (at batch 32)"),
     "ema_rampup": Field(0.05, float, low=0.0, nullable=True),
-    "augment": Field(False, bool, help="ADA augmentation (not implemented yet: must be false)"),
+    "augment": Field(
+        "none",
+        str,
+        choices=("none", "ada", "fixed"),
+        help="augment D's inputs (trainers.augment, 'bgc'): 'ada' adapts p, 'fixed' keeps it",
+    ),
+    "augment_p": Field(0.0, float, low=0.0, high=1.0, help="p for 'fixed'; the start for 'ada'"),
+    "ada_target": Field(0.6, float, low=-1.0, high=1.0, help="target of E[sign D(real)]"),
+    "ada_kimg": Field(500.0, float, positive=True, help="p can move from 0 to 1 in this many kimg"),
+    "ada_interval": Field(4, int, low=1, help="adjust p every this many D steps"),
 }
 
 _DEFAULTS = optimizer_table(betas=(0.0, 0.99), lr=0.0025)
@@ -83,8 +98,6 @@ def optimizer_defaults(optimizer: str) -> dict[str, Any]:
 
 def check_config(cfg: dict[str, Any]) -> None:
     check_image_config(cfg, RESOLUTIONS)
-    if cfg["augment"]:
-        raise ConfigError("augment", True, "false (ADA augmentation is not implemented yet)")
 
 
 # -- pieces with one job each (tested on their own) ---------------------------------------------
@@ -125,8 +138,11 @@ def player_scales(scales: Any, player: str) -> Any:
     return scales
 
 
-def r1_penalty(D: nn.Module, real: torch.Tensor, gamma: float) -> torch.Tensor:
-    """gamma / 2 * E ||d D(x) / dx||^2 (differentiable in D's parameters)."""
+def r1_penalty(
+    D: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, gamma: float
+) -> torch.Tensor:
+    """gamma / 2 * E ||d D(x) / dx||^2 (differentiable in D's parameters; ``D`` may augment
+    its input first, as with ADA: the gradient is taken at the un-augmented image)."""
     real = real.detach().requires_grad_(True)
     (grad,) = torch.autograd.grad(D(real).sum(), real, create_graph=True)
     return grad.square().sum([1, 2, 3]).mean() * (gamma / 2)
@@ -160,6 +176,15 @@ class StyleGAN2(ImageGAN):
         self.G_ema = copy.deepcopy(self.players["G"]).eval().requires_grad_(False)
         self.pl_mean = torch.zeros([], device=self.device)
         self.last = {k: torch.zeros([]) for k in ("loss_r1", "loss_pl")}
+        self.ada: augment.AdaController | None = None
+        if cfg["augment"] != "none":
+            self.ada = augment.AdaController(
+                target=cfg["ada_target"],
+                speed_kimg=cfg["ada_kimg"],
+                interval=cfg["ada_interval"],
+                batch_size=distributed.global_rows(self.batch_size),
+                p=cfg["augment_p"],
+            )
 
     def _optimizer(self, module: nn.Module, lr: float) -> optim.Graft:
         c, player = self.cfg, module.player
@@ -184,6 +209,17 @@ class StyleGAN2(ImageGAN):
                 ws = torch.cat([ws[:, :cutoff], other[:, cutoff:]], dim=1)
         return ws
 
+    def run_D(self, images: torch.Tensor) -> torch.Tensor:
+        """D's logits of ``images``, augmented first when ``augment`` is on (every image gets
+        its own transforms, drawn from the sampling stream whatever p is)."""
+        D = self.players["D"]
+        if self.ada is None:
+            return D(images)
+        k = augment.RANDOM_PER_SAMPLE
+        draw = lambda m: torch.rand(m, k, generator=self.rng)  # noqa: E731
+        u = distributed.sample_rows(draw, images.shape[0]).to(self.device)
+        return D(augment.augment(images, self.ada.p, u))
+
     def _step(self, player: str, loss: torch.Tensor) -> None:
         module = self.players[player]
         params = [p for p in module.parameters() if p.requires_grad]
@@ -197,8 +233,8 @@ class StyleGAN2(ImageGAN):
         return interval > 0 and self.g_steps % interval == 0
 
     def g_main(self) -> torch.Tensor:
-        G, D = self.players["G"], self.players["D"]
-        loss = g_loss_nonsaturating(D(G.synthesis(self.mixed_ws(self.batch_size))))
+        G = self.players["G"]
+        loss = g_loss_nonsaturating(self.run_D(G.synthesis(self.mixed_ws(self.batch_size))))
         self._step("G", loss)
         return loss.detach()
 
@@ -217,16 +253,22 @@ class StyleGAN2(ImageGAN):
         return penalty.detach()
 
     def d_main(self) -> torch.Tensor:
-        G, D = self.players["G"], self.players["D"]
+        G = self.players["G"]
         with torch.no_grad():
             fake = G.synthesis(self.mixed_ws(self.batch_size, update_w_avg=True))
         real = self.real(self.batch_size)
-        loss = nn.functional.softplus(D(fake)).mean() + nn.functional.softplus(-D(real)).mean()
+        fake_logits, real_logits = self.run_D(fake), self.run_D(real)
+        loss = nn.functional.softplus(fake_logits).mean()
+        loss = loss + nn.functional.softplus(-real_logits).mean()
         self._step("D", loss)
+        if self.cfg["augment"] == "ada":
+            self.ada.accumulate(real_logits)
+            if self.ada.due:  # every rank moves p alike: by the signs of all ranks' logits
+                self.ada.update(distributed.sum_tensor(self.ada.stats()))
         return loss.detach()
 
     def d_reg(self) -> torch.Tensor:
-        penalty = r1_penalty(self.players["D"], self.real(self.batch_size), self.cfg["r1_gamma"])
+        penalty = r1_penalty(self.run_D, self.real(self.batch_size), self.cfg["r1_gamma"])
         self._step("D", penalty * self.intervals["D"])
         return penalty.detach()
 
@@ -249,12 +291,10 @@ class StyleGAN2(ImageGAN):
             self.last["loss_r1"] = self.d_reg()
         self.update_ema()
         self.g_steps += 1
-        return {
-            "loss_d": loss_d,
-            "loss_g": loss_g,
-            **self.last,
-            "pl_mean": self.pl_mean.detach().clone(),
-        }
+        out = {"loss_d": loss_d, "loss_g": loss_g, **self.last, "pl_mean": self.pl_mean.clone()}
+        if self.ada is not None:
+            out["augment_p"] = torch.tensor(self.ada.p)
+        return out
 
     # -- evaluation and state ----------------------------------------------------------------------
 
@@ -269,6 +309,7 @@ class StyleGAN2(ImageGAN):
             "G_ema": self.G_ema.state_dict(),
             "pl_mean": self.pl_mean.cpu(),
             "last": {k: v.cpu() for k, v in self.last.items()},
+            "ada": self.ada.state_dict() if self.ada is not None else None,
         }
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
@@ -276,6 +317,8 @@ class StyleGAN2(ImageGAN):
         self.G_ema.load_state_dict(state["G_ema"])
         self.pl_mean = state["pl_mean"].to(self.device)
         self.last = dict(state["last"])
+        if self.ada is not None and state.get("ada") is not None:
+            self.ada.load_state_dict(state["ada"])
 
 
 def build(cfg: dict[str, Any]) -> StyleGAN2:
