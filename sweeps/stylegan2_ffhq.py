@@ -1,28 +1,30 @@
-"""Fig. 4c/4d, 5: StyleGAN2 128 px on FFHQ.
+"""Fig. 4c, 5: StyleGAN2 128 px on FFHQ, in two stages (``sweeps.stylegan2_presets``).
 
-adam, ada-nsgda, sgda, nsgda over log grids of step sizes, 3 seeds, batch 32, 2600 kimg, and with
-``--profile FILE`` (from ``python -m trainers.profiles RUN_DIR --out FILE`` on an ada-nsgda run)
-nsgda with that per-layer profile. Data: the image zip in $GANSWEEP_FFHQ.
+Stage 1: one ada-nsgda run whose mean per-layer adaptive magnitudes become the profile
+(``<storage>/stylegan2_ffhq_profile/profile.json``; skipped with ``--profile FILE``). Stage 2:
+adam, ada-nsgda, sgda, nsgda (one lr for every layer) and nsgda with the profile, each over a
+log grid of step sizes, 3 seeds, batch 32, 2600 kimg, FID of the EMA generator. Data: the zip
+made by ``python -m trainers.data prepare``, in $GANSWEEP_FFHQ on the workers.
 
     python sweeps/stylegan2_ffhq.py [--profile FILE] [--smoke] [--address ADDR] [--storage URI]
+                                    [--resume] [--max-concurrent N]
+    ray submit cluster/config.yaml sweeps/stylegan2_ffhq.py -- --storage s3://BUCKET/runs
 """
 
 import sys
 
-from sweeps.engine import Resources, Sweep, main
-from sweeps.stylegan2_presets import cells, stylegan2_smoke, take_profile
-
-PROFILE = take_profile(sys.argv)
+from sweeps.engine import Resources, Sweep
+from sweeps.stylegan2_presets import cells, run_with_profile
 
 SWEEP = Sweep(
     name="stylegan2_ffhq",
     experiment="stylegan2",
     metric="fid",
     seeds=range(3),
-    cells=cells(PROFILE, "ffhq"),
+    cells=cells("ffhq"),
     fixed={"device": "auto"},  # data: $GANSWEEP_FFHQ on the workers, or data_path
     resources=Resources(cpu=8, gpu=1),
 )
 
 if __name__ == "__main__":
-    main(SWEEP, smoke=stylegan2_smoke)
+    sys.exit(run_with_profile(SWEEP, sys.argv[1:]))

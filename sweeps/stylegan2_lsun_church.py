@@ -1,28 +1,28 @@
-"""Fig. 4c/4d, 5: StyleGAN2 128 px on LSUN Church (with the FFHQ profile).
+"""Fig. 4d: StyleGAN2 128 px on LSUN Church, nsgda with the profile made on FFHQ.
 
-adam, ada-nsgda, sgda, nsgda over log grids of step sizes, 3 seeds, batch 32, 2600 kimg, and with
-``--profile FILE`` (from ``python -m trainers.profiles RUN_DIR --out FILE`` on an ada-nsgda run)
-nsgda with that per-layer profile. Data: the image zip in $GANSWEEP_LSUN_CHURCH.
+adam, ada-nsgda, sgda, nsgda (one lr for every layer) and nsgda with the FFHQ profile (the
+paper's finding: it transfers), each over a log grid of step sizes, 3 seeds, batch 32, 2600 kimg.
+The profile is the one ``sweeps/stylegan2_ffhq.py`` wrote under the same ``--storage``
+(``stylegan2_ffhq_profile/profile.json``), or ``--profile FILE``. Data: $GANSWEEP_LSUN_CHURCH.
 
-    python sweeps/stylegan2_lsun_church.py [--profile FILE] [--smoke] [--address ADDR] [--storage URI]
+    python sweeps/stylegan2_lsun_church.py [--profile FILE] [--smoke] [--address ADDR]
+                                           [--storage URI] [--resume] [--max-concurrent N]
 """
 
 import sys
 
-from sweeps.engine import Resources, Sweep, main
-from sweeps.stylegan2_presets import cells, stylegan2_smoke, take_profile
-
-PROFILE = take_profile(sys.argv)
+from sweeps.engine import Resources, Sweep
+from sweeps.stylegan2_presets import cells, run_with_profile
 
 SWEEP = Sweep(
     name="stylegan2_lsun_church",
     experiment="stylegan2",
     metric="fid",
     seeds=range(3),
-    cells=cells(PROFILE, "lsun_church"),
+    cells=cells("lsun_church"),
     fixed={"device": "auto"},  # data: $GANSWEEP_LSUN_CHURCH on the workers, or data_path
     resources=Resources(cpu=8, gpu=1),
 )
 
 if __name__ == "__main__":
-    main(SWEEP, smoke=stylegan2_smoke)
+    sys.exit(run_with_profile(SWEEP, sys.argv[1:], profile_from="stylegan2_ffhq"))

@@ -1,14 +1,82 @@
-"""What the StyleGAN2 sweeps share: cells (with the nsgda-with-profile cell) and a CPU smoke."""
+"""What the StyleGAN2 sweeps share: the cells, the two stages of Fig. 5 and a CPU smoke.
+
+Stage 1 trains one ada-nsgda run (seed 0, the experiment's default step size, the sweep's data
+and settings) and writes each layer's mean norm(A_Y) over the run as ``profile.json`` in its
+experiment directory, ``<storage>/<sweep>_profile`` (``python -m trainers profile`` computes the
+same from any checkpoint). Stage 2 is the comparison: adam, ada-nsgda, sgda, nsgda with one step
+size for every layer (layer-wise normalised, one global lr: the paper's "nSGDA with the same
+global learning rate for each layer", which fails on StyleGAN2) and ``nsgda-profile``, nsgda
+whose layer Y steps by lr * profile[Y], each over its log grid. The profile goes into the trial
+configs as a mapping, so trials on any node have it and record it with their config.
+
+    python sweeps/stylegan2_ffhq.py [--profile FILE] [--smoke] [--resume] [--storage URI] ...
+"""
 
 from __future__ import annotations
 
+import json
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from sweeps.engine import Cell, StepSizes, Sweep
+from sweeps.engine import Cell, StepSizes, Sweep, run
+from sweeps.engine.driver import (
+    EXIT_BAD_INPUT,
+    experiment_exists,
+    parse_args,
+    read_text,
+    save_text,
+    storage_path,
+)
 from sweeps.image_presets import GRIDS, smoke
+from trainers import experiments, optim, profiles
 
 TINY = {"resolution": 16, "cbase": 128, "cmax": 16, "z_dim": 16, "batch_size": 4}
+PROFILE_LABEL = "nsgda-profile"
+PROFILE_FILE = "profile.json"
+STAGE_ONE_SUFFIX = "_profile"
+
+
+def cells(dataset: str) -> list[Cell]:
+    """adam, ada-nsgda, sgda and nsgda (one lr for every layer), each over its log grid."""
+    return [Cell(n, StepSizes(grid=tuple(GRIDS[n])), dataset=dataset) for n in GRIDS]
+
+
+def with_profile(sweep: Sweep, profile: Mapping[str, float]) -> Sweep:
+    """``sweep`` plus the ``nsgda-profile`` cell (nsgda's grid, each layer scaled)."""
+    cell = Cell(
+        "nsgda",
+        StepSizes(grid=tuple(GRIDS["ada-nsgda"])),  # profile values are Adam-sized steps
+        dataset=sweep.cells[0].dataset,
+        overrides={"optimizer_options": {"scales": dict(profile)}},
+        label=PROFILE_LABEL,
+    )
+    return replace(sweep, cells=[*sweep.cells, cell])
+
+
+def stylegan2_smoke(sweep: Sweep) -> Sweep:
+    """The image smoke (first two cells, generated images, CPU) at 16 px with tiny channels,
+    keeping the profile cell when there is one."""
+    small = smoke(sweep)
+    extra = [
+        replace(c, dataset=None, lrs=replace(c.lrs, grid=c.lrs.grid[len(c.lrs.grid) // 2 :][:1]))
+        for c in sweep.cells[2:]
+        if c.label == PROFILE_LABEL
+    ]
+    return replace(small, cells=[*small.cells, *extra], fixed={**small.fixed, **TINY})
+
+
+def profile_sweep(sweep: Sweep) -> Sweep:
+    """Stage 1: one ada-nsgda trial (seed 0) at the experiment's default step size."""
+    dataset = sweep.cells[0].dataset
+    config = {"experiment": sweep.experiment, "optimizer": "ada-nsgda", "seed": 0, **sweep.fixed}
+    lr = experiments.resolve_config({**config, "dataset": dataset})["lr_g"]
+    return replace(
+        sweep,
+        name=sweep.name + STAGE_ONE_SUFFIX,
+        cells=[Cell("ada-nsgda", StepSizes(grid=(lr,)), dataset=dataset)],
+        seeds=[0],
+    )
 
 
 def take_profile(argv: list[str]) -> str | None:
@@ -17,29 +85,80 @@ def take_profile(argv: list[str]) -> str | None:
         return None
     i = argv.index("--profile")
     if i + 1 >= len(argv):
-        sys.exit("--profile needs a file (written by trainers.profiles)")
+        sys.exit(
+            "--profile needs a file (profile.json of a stage 1, or python -m trainers profile)"
+        )
     path = argv[i + 1]
     del argv[i : i + 2]
     return path
 
 
-def cells(profile: str | None, dataset: str) -> list[Cell]:
-    """adam, ada-nsgda, sgda, nsgda (global scale 1) and, given a profile, nsgda with it."""
-    out = [Cell(n, StepSizes(grid=tuple(GRIDS[n])), dataset=dataset) for n in GRIDS]
-    if profile:
-        out.append(
-            Cell(
-                "nsgda",
-                StepSizes(grid=tuple(GRIDS["ada-nsgda"])),
-                dataset=dataset,
-                overrides={"optimizer_options": {"scales": profile}},
-                label="nsgda-profile",
+def load_profile(path: str) -> dict[str, float]:
+    """A two-player profile file ("G/<layer>", "D/<layer>" keys); ValueError if it is not."""
+    profile = optim.load_scale_profile(path)
+    players = {k.split("/", 1)[0] for k in profile if "/" in k}
+    if players != {"G", "D"}:
+        raise ValueError(f"{path}: not a two-player profile (keys 'G/<layer>' and 'D/<layer>')")
+    return profile
+
+
+def experiment_dir(name: str, argv: Sequence[str]) -> str:
+    """Where the sweep ``name`` lives for these command-line options (``--smoke`` included)."""
+    args = parse_args(argv)
+    return f"{storage_path(args.storage)}/{name}{'_smoke' if args.smoke else ''}"
+
+
+def stage_one(sweep: Sweep, argv: Sequence[str]) -> tuple[int, dict[str, float] | None]:
+    """Run stage 1 (or take its saved profile, or resume it): (exit code, profile)."""
+    first = profile_sweep(sweep)
+    path = experiment_dir(first.name, argv)
+    saved = read_text(path, PROFILE_FILE)
+    if saved is not None:
+        print(f"stage 1: using the profile in {path}/{PROFILE_FILE}")
+        return 0, json.loads(saved)
+    argv = list(argv)
+    if "--resume" in argv and not experiment_exists(*path.rsplit("/", 1)):
+        argv.remove("--resume")  # stopped before stage 1 began: start it
+    print(f"stage 1: the ada-nsgda profile run ({first.name})")
+    outcome = run(first, argv, smoke=stylegan2_smoke)
+    if outcome.code:
+        return outcome.code, None
+    if not outcome.checkpoints:
+        print(f"gansweep: stage 1 left no checkpoint under {path}", file=sys.stderr)
+        return 1, None
+    (checkpoint,) = outcome.checkpoints.values()
+    with checkpoint.as_directory() as local:
+        profile = profiles.checkpoint_profile(local)
+    save_text(path, PROFILE_FILE, json.dumps(profile, indent=1, sort_keys=True) + "\n")
+    print(f"stage 1: wrote {len(profile)} layer scales to {path}/{PROFILE_FILE}")
+    return 0, profile
+
+
+def run_with_profile(sweep: Sweep, argv: list[str], profile_from: str | None = None) -> int:
+    """Stage 2 with ``--profile FILE``, else with the profile of the stage 1 named
+    ``profile_from`` (another sweep's, e.g. FFHQ's for LSUN Church), else after running this
+    sweep's own stage 1. Returns the exit code."""
+    file = take_profile(argv)
+    if file is None and profile_from is not None:
+        path = experiment_dir(profile_from + STAGE_ONE_SUFFIX, argv)
+        file = f"{path}/{PROFILE_FILE}"
+        if read_text(path, PROFILE_FILE) is None:
+            print(
+                f"gansweep: no profile at {file}: run the {profile_from} sweep first (its stage "
+                "1 writes it), or pass --profile FILE",
+                file=sys.stderr,
             )
-        )
-    return out
-
-
-def stylegan2_smoke(sweep: Sweep) -> Sweep:
-    """The image smoke (two cells, generated images, CPU) at 16 px with tiny channels."""
-    small = smoke(sweep)
-    return replace(small, fixed={**small.fixed, **TINY})
+            return EXIT_BAD_INPUT
+        profile = json.loads(read_text(path, PROFILE_FILE))
+    elif file is not None:
+        try:
+            profile = load_profile(file)
+        except (OSError, ValueError) as e:
+            print(f"gansweep: --profile: {e}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    else:
+        code, profile = stage_one(sweep, argv)
+        if code:
+            return code
+    print(f"stage 2: the comparison ({sweep.name}), nsgda with {len(profile)} layer scales")
+    return run(with_profile(sweep, profile), argv, smoke=stylegan2_smoke).code

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 
 import pytest
 
@@ -60,3 +61,64 @@ def test_a_gpu_sweep_without_gpus_is_refused_before_it_starts(tmp_path, capsys):
     assert run(sweep, ["--storage", str(tmp_path / "r"), "--num-cpus", "2"]).code == 2
     assert "cannot hold" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_stylegan2_two_stages_and_the_profile_on_another_dataset(tmp_path):
+    """FFHQ smoke: stage 1 (an ada-nsgda run) writes the profile, stage 2 runs nsgda with it;
+    a resume reuses it; LSUN Church's sweep takes FFHQ's profile from the same storage."""
+    import glob
+    import json
+
+    from sweeps import stylegan2_ffhq, stylegan2_lsun_church
+    from sweeps.stylegan2_presets import TINY, run_with_profile
+    from trainers.models import stylegan2
+
+    argv = ["--smoke", "--storage", str(tmp_path), "--num-cpus", "2"]
+    assert run_with_profile(stylegan2_ffhq.SWEEP, list(argv)) == 0
+    profile = json.loads((tmp_path / "stylegan2_ffhq_profile_smoke/profile.json").read_text())
+    t = TINY  # the smoke's sizes
+    G = stylegan2.Generator(t["resolution"], t["z_dim"], t["z_dim"], 2, t["cbase"], t["cmax"])
+    assert {k[2:] for k in profile if k.startswith("G/")} == _layer_names(G)
+    assert all(v > 0 for v in profile.values())
+    used = json.loads(_params(tmp_path, "stylegan2_ffhq_smoke", "nsgda-profile"))
+    assert used["optimizer"] == "nsgda"
+    assert used["optimizer_options"]["scales"] == pytest.approx(profile)
+    cells = {p.split("/")[-2].rsplit("_s", 1)[0] for p in glob.glob(f"{tmp_path}/*_smoke/*/")}
+    assert {"adam", "ada-nsgda", "nsgda-profile"} <= cells
+
+    assert run_with_profile(stylegan2_ffhq.SWEEP, [*argv, "--resume"]) == 0  # nothing reruns
+    assert len(glob.glob(f"{tmp_path}/stylegan2_ffhq_profile_smoke/ada-nsgda_*")) == 1
+
+    lsun = stylegan2_lsun_church.SWEEP
+    assert run_with_profile(lsun, list(argv), profile_from="stylegan2_ffhq") == 0
+    used = json.loads(_params(tmp_path, "stylegan2_lsun_church_smoke", "nsgda-profile"))
+    assert used["optimizer_options"]["scales"] == pytest.approx(profile)
+
+
+def test_lsun_church_without_a_profile_exits_2(tmp_path, capsys):
+    from sweeps import stylegan2_lsun_church
+    from sweeps.stylegan2_presets import run_with_profile
+
+    argv = ["--smoke", "--storage", str(tmp_path)]
+    assert run_with_profile(stylegan2_lsun_church.SWEEP, argv, "stylegan2_ffhq") == 2
+    assert "run the stylegan2_ffhq sweep first" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"b4.conv1": 1.0}))
+    argv = ["--smoke", "--storage", str(tmp_path), "--profile", str(bad)]
+    assert run_with_profile(stylegan2_lsun_church.SWEEP, argv, "stylegan2_ffhq") == 2
+    assert "not a two-player profile" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [bad]
+
+
+def _params(storage, sweep: str, cell: str | None = None) -> str:
+    import glob
+
+    pattern = f"{storage}/{sweep}/{cell or '*'}_s0_*/params.json"
+    (path,) = glob.glob(pattern)
+    with open(path) as f:
+        return f.read()
+
+
+def _layer_names(G) -> set[str]:
+    """Modules that own parameters directly: the layers the optimizers see as groups."""
+    return {n for n, m in G.named_modules() if any(True for _ in m.parameters(recurse=False))}

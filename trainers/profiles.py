@@ -1,6 +1,7 @@
 """Scale profiles from a finished run (paper, Fig. 5): ``main(["RUN_DIR", "--out", "p.json"])``.
 
-Reads the newest checkpoint of a trial directory (as written by ``trainers.run``), takes each
+Reads the newest checkpoint of a trial directory (as written by ``trainers.run``; or one
+checkpoint directory, e.g. a Tune trial's ``checkpoint_000004``), takes each
 optimizer's running diagnostics (sum over all steps, restored exactly on resume) and writes the
 per-layer mean of norm(A_Y) as one JSON file keyed ``"G/<layer>"`` and ``"D/<layer>"``. The
 StyleGAN2 experiment accepts that file as ``optimizer_options.scales`` for ``nsgda`` and gives
@@ -11,14 +12,13 @@ each player its part; ``--player G`` writes one player's profile with bare layer
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from trainers import checkpoint
 from trainers.optim import DIAGNOSTICS, save_scale_profile
-from trainers.run import CHECKPOINTS, TRIAL
+from trainers.run import CHECKPOINTS
 
 ADAM_OPTIMIZERS = ("adam", "ada-nsgda", "adadir", "graft")
 
@@ -34,17 +34,25 @@ def optimizer_profile(state: dict[str, Any]) -> dict[str, float]:
 
 
 def run_profile(run_dir: str | os.PathLike, player: str | None = None) -> dict[str, float]:
-    """The profile of the trial in ``run_dir`` from its newest checkpoint."""
+    """The profile of the trial in ``run_dir`` from its newest checkpoint; ``run_dir`` may also
+    be one checkpoint directory."""
     run_dir = Path(run_dir)
+    if (run_dir / checkpoint.STATE).is_file():  # one checkpoint
+        return checkpoint_profile(run_dir, player)
     ckpt = checkpoint.latest(run_dir / CHECKPOINTS)
     if ckpt is None:
         raise FileNotFoundError(f"{str(run_dir)!r} has no checkpoint under {CHECKPOINTS}/")
-    trial = run_dir / TRIAL
-    if trial.is_file():
-        name = json.loads(trial.read_text())["config"]["optimizer"]
-        if name not in ADAM_OPTIMIZERS:
-            raise ValueError(f"a profile needs Adam state (e.g. ada-nsgda); the run used {name!r}")
-    optimizers = checkpoint.read(ckpt)["experiment"]["optimizers"]
+    return checkpoint_profile(ckpt, player)
+
+
+def checkpoint_profile(ckpt: str | os.PathLike, player: str | None = None) -> dict[str, float]:
+    """The profile in one checkpoint directory (``"G/<layer>"`` keys, or one player's bare
+    names); ValueError if the run's optimizer keeps no Adam state."""
+    saved = checkpoint.read(ckpt)
+    name = saved["config"]["optimizer"]
+    if name not in ADAM_OPTIMIZERS:
+        raise ValueError(f"a profile needs Adam state (e.g. ada-nsgda); the run used {name!r}")
+    optimizers = saved["experiment"]["optimizers"]
     if player is not None:
         if player not in optimizers:
             raise ValueError(f"player {player!r} not in the run; it has {sorted(optimizers)}")

@@ -34,6 +34,7 @@ class Outcome:
     path: str | None = None
     table: object | None = None  # pandas.DataFrame
     trials: object | None = None  # pandas.DataFrame
+    checkpoints: dict[str, Any] | None = None  # trial id -> its last ray.tune.Checkpoint
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -252,14 +253,33 @@ def _fit(sweep: Sweep, storage: str, args: argparse.Namespace) -> Outcome:
                 verbose=1,
             ),
         )
-    tuner.fit()
+    results = tuner.fit()
     table, trials = comparison(sweep, path)
     text = analysis.to_markdown(table)
     print(f"\n{sweep.name}: {len(trials)} trials; best step size per cell (metric {sweep.metric}):")
     print(text)
-    _save(path, "summary.md", text + "\n")
-    _save(path, "summary.csv", analysis.to_csv(table))
-    return Outcome(0, path, table, trials)
+    save_text(path, "summary.md", text + "\n")
+    save_text(path, "summary.csv", analysis.to_csv(table))
+    return Outcome(0, path, table, trials, last_checkpoints(results))
+
+
+def last_checkpoints(results: Any) -> dict[str, Any]:
+    """trial id -> the trial's last checkpoint (a ray.tune.Checkpoint, local or on a bucket).
+    Multi-worker trials keep theirs in Train's storage, named in their rows."""
+    import pyarrow.fs
+    from ray.tune import Checkpoint
+
+    out = {}
+    for result in results:
+        trial_id = (result.metrics or {}).get("trial_id")
+        ckpt = result.checkpoint
+        path = (result.metrics or {}).get("checkpoint_path")
+        if ckpt is None and path:
+            fs, root = pyarrow.fs.FileSystem.from_uri(path if "://" in path else "file://" + path)
+            ckpt = Checkpoint(root, filesystem=fs)
+        if trial_id is not None and ckpt is not None:
+            out[trial_id] = ckpt
+    return out
 
 
 def comparison(sweep: Sweep, path: str) -> tuple[Any, Any]:
@@ -283,7 +303,7 @@ def _trial_name(trial) -> str:
     return f"{cell}_s{trial.config.get('seed')}_{trial.trial_id}"
 
 
-def _save(directory: str, name: str, text: str) -> None:
+def save_text(directory: str, name: str, text: str) -> None:
     """Write a small text file into the experiment directory (local or URI), atomically."""
     import pyarrow.fs
 
@@ -293,6 +313,19 @@ def _save(directory: str, name: str, text: str) -> None:
     with fs.open_output_stream(tmp) as f:
         f.write(text.encode())
     fs.move(tmp, f"{root}/{name}")
+
+
+def read_text(directory: str, name: str) -> str | None:
+    """A small text file of an experiment directory (local or URI); None if it is absent."""
+    import pyarrow.fs
+
+    uri = directory if "://" in directory else "file://" + directory
+    fs, root = pyarrow.fs.FileSystem.from_uri(uri)
+    try:
+        with fs.open_input_stream(f"{root}/{name}") as f:
+            return f.read().decode()
+    except FileNotFoundError:
+        return None
 
 
 def main(sweep: Sweep, smoke: Callable[[Sweep], Sweep] | None = None) -> None:
