@@ -92,6 +92,8 @@ STYLEGAN2 = {  # tiny, both lazy regularisers firing within the 4 steps
     "ada_target": -1.0,
     "ada_interval": 1,
     "ada_kimg": 0.1,
+    "ema_kimg": 0.002,  # beta = 0.5 ** (8 / 2): wrong unless the EMA counts the global batch
+    "ema_rampup": None,
     "fid_extractor": "randconv",
 }
 STEPS = 4

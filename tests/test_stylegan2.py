@@ -277,3 +277,19 @@ def test_augment_options_are_checked():
         experiments.resolve_config({**TINY, "optimizer": "adam", "seed": 0, "augment": True})
     with pytest.raises(ValueError, match="augment_p"):
         experiments.resolve_config({**TINY, "optimizer": "adam", "seed": 0, "augment_p": 1.5})
+
+
+def test_path_length_trains_the_mapping_and_r1_reuses_d_mains_reals(monkeypatch):
+    cfg = experiments.resolve_config({**TINY, "optimizer": "sgda", "seed": 0})
+    exp = experiments.build(cfg)
+    exp.g_reg()
+    mapping = exp.players["G"].mapping
+    assert all(float(p.grad.abs().sum()) > 0 for p in mapping.parameters())
+    seen = []
+    monkeypatch.setattr(
+        exp_mod, "r1_penalty", lambda D, real, gamma: seen.append(real) or 0 * D(real).sum()
+    )
+    exp.d_main()
+    drawn = exp._real
+    exp.d_reg()
+    assert seen[0] is drawn

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import json
 import pickle
 from pathlib import Path
 
@@ -48,6 +49,19 @@ def test_every_config_runs_once_per_seed_and_the_table_is_complete(finished):
     assert (trials["step"] == 300).all() | trials["diverged"].any()
     assert set(outcome.table["cell"]) == {"sgda", "nsgda"}
     assert (outcome.table["n"] == 2).all()
+
+
+def test_each_trial_logs_its_rows_to_tensorboard(finished):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, outcome = finished
+    for trial_dir in [p.parent for p in Path(outcome.path).glob("*/result.json")]:
+        rows = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
+        board = EventAccumulator(str(trial_dir)).Reload()
+        for tag in ("objective", "loss_d", "grad_ratio"):
+            events = board.Scalars(tag)
+            assert [e.step for e in events] == [r["step"] for r in rows]
+            assert [e.value for e in events] == pytest.approx([r[tag] for r in rows], rel=1e-6)
 
 
 def test_each_study_is_told_the_mean_over_seeds(finished):
@@ -146,10 +160,10 @@ def test_a_diverging_trial_is_marked_penalised_and_the_sweep_goes_on(tmp_path):
     assert trials.loc["sgda", "objective"] == 1.0  # the documented penalty of modes_missed
     assert not bool(trials.loc["adam", "diverged"]) and trials.loc["adam", "step"] == 100
     assert 0.0 <= trials.loc["adam", "objective"] <= 1.0
-    # scalars (Tune's logger) and sample figures (ours) are in TensorBoard
+    # scalars and sample figures, both written by the trial, are in TensorBoard
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     adam_dir = next(d for d in (tmp_path / "diverge").iterdir() if d.name.startswith("adam_"))
     events = EventAccumulator(str(adam_dir), size_guidance={"images": 0}).Reload()
     assert any(tag.startswith("samples/") for tag in events.Tags()["images"])
-    assert any("step" in tag for tag in events.Tags()["scalars"])
+    assert {"objective", "loss_d", "mode_kl"} <= set(events.Tags()["scalars"])

@@ -184,6 +184,8 @@ def run(
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "16")
+    # loggers are given explicitly (_loggers); TensorBoard scalars come from the trials
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     ray.init(
         address=args.address,
         num_cpus=args.num_cpus if args.address is None else None,
@@ -250,6 +252,7 @@ def _fit(sweep: Sweep, storage: str, args: argparse.Namespace) -> Outcome:
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
                 sync_config=tune.SyncConfig(sync_artifacts=True),
                 progress_reporter=reporter,
+                callbacks=_loggers(sweep),
                 verbose=1,
             ),
         )
@@ -261,6 +264,18 @@ def _fit(sweep: Sweep, storage: str, args: argparse.Namespace) -> Outcome:
     save_text(path, "summary.md", text + "\n")
     save_text(path, "summary.csv", analysis.to_csv(table))
     return Outcome(0, path, table, trials, last_checkpoints(results))
+
+
+def _loggers(sweep: Sweep) -> list[Any]:
+    """result.json (what ``analysis`` reads) and progress.csv per trial; Tune's TensorBoard
+    logger only for multi-worker trials (single-process trials write their own, off the
+    driver's thread: sweeps.engine.trainable.TrialBoard)."""
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
+
+    loggers = [JsonLoggerCallback(), CSVLoggerCallback()]
+    if sweep.resources.workers > 1:
+        loggers.append(TBXLoggerCallback())
+    return loggers
 
 
 def last_checkpoints(results: Any) -> dict[str, Any]:

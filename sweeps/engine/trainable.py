@@ -54,40 +54,64 @@ def make_trainable(metric: str, penalty: float | None):
         cfg = experiments.resolve_config(cfg)
         rows = ReportRows(metric, penalty)
         with tempfile.TemporaryDirectory(prefix="gansweep-") as scratch:
+            board = TrialBoard()
 
             def on_report(report: dict[str, Any], ckpt: Path | None) -> None:
                 checkpoint = tune.Checkpoint.from_directory(str(ckpt)) if ckpt else None
-                tune.report(rows(report), checkpoint=checkpoint)
+                row = rows(report)
+                board.scalars(row)
+                tune.report(row, checkpoint=checkpoint)
                 if ckpt is not None:
                     shutil.rmtree(ckpt, ignore_errors=True)
 
-            images = _FigureLog()
-            loop.train(
-                cfg,
-                on_report=on_report,
-                on_figures=images.add,
-                scratch=Path(scratch) / "out",
-                resume=resume_dir(tune.get_checkpoint(), scratch),
-            )
-            images.close()
+            try:
+                loop.train(
+                    cfg,
+                    on_report=on_report,
+                    on_figures=board.figures,
+                    scratch=Path(scratch) / "out",
+                    resume=resume_dir(tune.get_checkpoint(), scratch),
+                )
+            finally:
+                board.close()
 
     train_trial.__name__ = "gansweep_trial"
     return train_trial
 
 
-class _FigureLog:
-    """Sample figures of a trial as TensorBoard images in the trial's directory."""
+class TrialBoard:
+    """A trial's TensorBoard log in its directory: every numeric value of each row as a scalar
+    (tagged by its name, at its ``step``) and the experiment's sample figures as images.
+
+    Written here, in the trial's process, rather than by Tune's TensorBoard logger on the driver:
+    that logger serialises every scalar of every trial in the driver's one thread, which delays
+    the next trial's start (about 0.15 s per trial of the bimodal benchmark)."""
 
     def __init__(self) -> None:
         self.writer = None
 
-    def add(self, step: int, figures: dict[str, Any]) -> None:
+    def _writer(self):
         if self.writer is None:
             from tensorboardX import SummaryWriter
 
             self.writer = SummaryWriter(logdir=tune.get_context().get_trial_dir())
+        return self.writer
+
+    def scalars(self, row: dict[str, Any]) -> None:
+        """Every number of ``row`` at its ``step``, as one event (a few hundred scalars per row
+        would cost milliseconds as separate ``add_scalar`` events)."""
+        from tensorboardX.proto.summary_pb2 import Summary
+
+        values = [
+            Summary.Value(tag=name, simple_value=float(value))
+            for name, value in row.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and name != "step"
+        ]
+        self._writer()._get_file_writer().add_summary(Summary(value=values), row.get("step"))
+
+    def figures(self, step: int, figures: dict[str, Any]) -> None:
         for name, fig in figures.items():
-            self.writer.add_figure(f"samples/{name}", fig, global_step=step, close=False)
+            self._writer().add_figure(f"samples/{name}", fig, global_step=step, close=False)
         self.writer.flush()
 
     def close(self) -> None:

@@ -8,7 +8,10 @@ a player share one optimizer; with lazy regularisation its lr is multiplied by I
 the optimizer has Adam state, its betas raised to I/(I+1) (G: 0.8, D: 16/17), for every optimizer
 of the registry. Gradients are nan_to_num'd to +-1e5 before each step.
 
-Evaluation uses the EMA generator (half-life ``ema_kimg`` = 10 kimg, ramp-up 0.05). Reports
+Evaluation uses the EMA generator (half-life ``ema_kimg``, by default batch * 10 / 32 kimg as in
+NVlabs, so 10 at batch 32; ramp-up 0.05 of the images seen before the step). R1 uses D main's
+real images (NVlabs draws one real batch per iteration); path length differentiates through the
+mapping as NVlabs does. Reports
 ``loss_d``, ``loss_g``, and the last ``loss_r1``, ``loss_pl``, ``pl_mean`` (and ``augment_p``).
 
 Augmentation (off by default): ``augment: "ada"`` puts every image D sees (real and fake, in
@@ -72,7 +75,9 @@ FIELDS: dict[str, Field] = {
     "pl_batch_shrink": Field(2, int, low=1),
     "pl_decay": Field(0.01, float, low=0.0, high=1.0),
     "style_mixing": Field(0.9, float, low=0.0, high=1.0),
-    "ema_kimg": Field(10.0, float, low=0.0, help="EMA half-life in kimg (at batch 32)"),
+    "ema_kimg": Field(
+        None, float, low=0.0, nullable=True, help="EMA half-life in kimg; null: batch * 10 / 32"
+    ),
     "ema_rampup": Field(0.05, float, low=0.0, nullable=True),
     "augment": Field(
         "none",
@@ -174,6 +179,8 @@ class StyleGAN2(ImageGAN):
         super().__init__(cfg, G, D)
         self.base_lr = {k: o.param_groups[0]["lr"] for k, o in self.optimizers.items()}
         self.G_ema = copy.deepcopy(self.players["G"]).eval().requires_grad_(False)
+        self._ema_params = list(self.G_ema.parameters())
+        self._ema_buffers = list(self.G_ema.buffers())
         self.pl_mean = torch.zeros([], device=self.device)
         self.last = {k: torch.zeros([]) for k in ("loss_r1", "loss_pl")}
         self.ada: augment.AdaController | None = None
@@ -225,7 +232,7 @@ class StyleGAN2(ImageGAN):
         params = [p for p in module.parameters() if p.requires_grad]
         for p, g in zip(params, torch.autograd.grad(loss, params, allow_unused=True)):
             g = torch.zeros_like(p) if g is None else g
-            p.grad = torch.nan_to_num(g, nan=0.0, posinf=NAN_CLAMP, neginf=-NAN_CLAMP)
+            p.grad = g.nan_to_num_(nan=0.0, posinf=NAN_CLAMP, neginf=-NAN_CLAMP)
         self.optimizers[player].step()
 
     def _fires(self, player: str) -> bool:
@@ -241,7 +248,7 @@ class StyleGAN2(ImageGAN):
     def g_reg(self) -> torch.Tensor:
         c, G = self.cfg, self.players["G"]
         n = max(1, self.batch_size // c["pl_batch_shrink"])
-        ws = self.mixed_ws(n).detach().requires_grad_(True)
+        ws = self.mixed_ws(n)  # not detached: the mapping learns from the penalty too
         res = G.resolution
         draw = lambda m: torch.randn(m, 3, res, res, generator=self.rng)  # noqa: E731
         noise = distributed.sample_rows(draw, n).to(self.device)
@@ -256,7 +263,7 @@ class StyleGAN2(ImageGAN):
         G = self.players["G"]
         with torch.no_grad():
             fake = G.synthesis(self.mixed_ws(self.batch_size, update_w_avg=True))
-        real = self.real(self.batch_size)
+        real = self._real = self.real(self.batch_size)  # D reg of this iteration uses it too
         fake_logits, real_logits = self.run_D(fake), self.run_D(real)
         loss = nn.functional.softplus(fake_logits).mean()
         loss = loss + nn.functional.softplus(-real_logits).mean()
@@ -268,19 +275,18 @@ class StyleGAN2(ImageGAN):
         return loss.detach()
 
     def d_reg(self) -> torch.Tensor:
-        penalty = r1_penalty(self.run_D, self.real(self.batch_size), self.cfg["r1_gamma"])
+        penalty = r1_penalty(self.run_D, self._real, self.cfg["r1_gamma"])
         self._step("D", penalty * self.intervals["D"])
         return penalty.detach()
 
     def update_ema(self) -> None:
-        c = self.cfg
-        seen = (self.g_steps + 1) * self.batch_size
-        beta = ema_beta(self.batch_size, c["ema_kimg"], seen, c["ema_rampup"])
+        c, batch = self.cfg, distributed.global_rows(self.batch_size)  # images per step
+        ema_kimg = c["ema_kimg"] if c["ema_kimg"] is not None else batch * 10 / 32
+        beta = ema_beta(batch, ema_kimg, self.g_steps * batch, c["ema_rampup"])
+        G = self.players["G"]
         with torch.no_grad():
-            for pe, p in zip(self.G_ema.parameters(), self.players["G"].parameters()):
-                pe.copy_(p.detach().lerp(pe, beta))
-            for be, b in zip(self.G_ema.buffers(), self.players["G"].buffers()):
-                be.copy_(b)
+            torch._foreach_lerp_(self._ema_params, [p.detach() for p in G.parameters()], 1 - beta)
+            torch._foreach_copy_(self._ema_buffers, list(G.buffers()))
 
     def train_step(self) -> dict[str, torch.Tensor]:
         loss_g = self.g_main()
