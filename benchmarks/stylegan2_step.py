@@ -200,8 +200,8 @@ class PlainStyleGAN2:
 
     @staticmethod
     def update(opt: torch.optim.Optimizer, params: list[torch.Tensor], loss: torch.Tensor):
-        # zero (not None) gradients: a parameter a phase does not reach (the mapping in the
-        # path-length phase, whose ws are detached) takes a zero-gradient step, as in ours
+        # zero (not None) gradients: a parameter a phase does not reach takes a zero-gradient
+        # step, as in ours
         opt.zero_grad(set_to_none=False)
         loss.backward(inputs=params)
         for p in params:
@@ -216,7 +216,7 @@ class PlainStyleGAN2:
         # G reg: path length on half the batch, times the interval
         if it % PL_INTERVAL == 0:
             n = b // PL_SHRINK
-            ws = self.ws(n).detach().requires_grad_(True)
+            ws = self.ws(n)  # through the mapping, as NVlabs
             img = G.synthesis(ws)
             res = img.shape[-1]
             noise = self.randn(n, 3, res, res) / res  # / sqrt(H W)
@@ -229,18 +229,18 @@ class PlainStyleGAN2:
         # D main: logistic loss
         with torch.no_grad():
             fake = G.synthesis(self.ws(b, update_w_avg=True))
-        real = self.real(b)
-        loss_d = F.softplus(D(fake)).mean() + F.softplus(-D(real)).mean()
+        real_d = self.real(b)
+        loss_d = F.softplus(D(fake)).mean() + F.softplus(-D(real_d)).mean()
         self.update(self.opt_d, self.d_params, loss_d)
         # D reg: R1 on real images, times the interval
         if it % R1_INTERVAL == 0:
-            real = self.real(b).requires_grad_(True)
+            real = real_d.detach().requires_grad_(True)  # D main's reals
             (grad,) = torch.autograd.grad(D(real).sum(), real, create_graph=True)
             penalty = grad.square().sum([1, 2, 3]).mean() * (R1_GAMMA / 2)
             self.update(self.opt_d, self.d_params, penalty * R1_INTERVAL)
             self.last["loss_r1"] = penalty.detach()
         # EMA of G: half-life EMA_KIMG, ramped up over the first images; buffers copied
-        nimg = min(EMA_KIMG * 1000, (it + 1) * b * EMA_RAMPUP)
+        nimg = min(EMA_KIMG * 1000, it * b * EMA_RAMPUP)  # images seen before this step
         beta = 0.5 ** (b / max(nimg, 1e-8))
         with torch.no_grad():
             for pe, p in zip(self.G_ema.parameters(), self.g_params):

@@ -1,12 +1,18 @@
 """The sweep engine's wall time against a plain sequential loop over the same trials.
 
-N bimodal nsgda trials (4 step sizes x 4 seeds; `--steps` sets their length, about 10 s each by
-default on this 2-core CPU) run once by the engine on a local Ray with 2 CPUs and once one after
-another in this process through ``trainers.loop.train``. Prints both wall times, their ratio
-(target <= 0.7: parallelism must beat overhead) and the engine's overhead per trial (target
-< 1 s): (engine wall - loop wall / CPUs) / (N / CPUs).
+Bimodal nsgda trials (4 step sizes x S seeds; ``--steps`` sets their length, about 7 s each at
+16000 steps on this 2-core CPU) run by the engine on a local Ray with 2 CPUs and one after
+another in this process through ``trainers.loop.train``. Prints the wall times, their ratio for
+N = 16 trials (target <= 0.7: parallelism must beat overhead) and the engine's overhead per trial
+(target < 1 s), two ways:
 
-    python benchmarks/sweep_overhead.py [--steps 8000]
+* amortised: (engine wall - loop wall / CPUs) / (N / CPUs), everything included: starting Ray,
+  the first trial of each worker importing torch, the end-of-sweep collection and table, and the
+  last trial running alone on one CPU;
+* marginal (``--marginal``): the engine on N and on 2N trials; the extra N trials' engine time
+  minus their loop time / CPUs, per N / CPUs trials: what each further trial costs.
+
+    python benchmarks/sweep_overhead.py [--steps 16000] [--marginal]
 """
 
 from __future__ import annotations
@@ -21,62 +27,78 @@ from trainers import experiments, loop
 CPUS = 2
 
 
-def sweep(steps: int) -> Sweep:
+def sweep(steps: int, seeds: int = 4, name: str = "overhead") -> Sweep:
     return Sweep(
-        name="overhead",
+        name=name,
         experiment="bimodal",
         metric="miss_both",
-        seeds=[0, 1, 2, 3],
+        seeds=list(range(seeds)),
         fixed={"steps": steps, "eval_every": steps // 20, "checkpoint_every": steps // 4},
         cells=[Cell("nsgda", StepSizes(grid=(2e-3, 4e-3, 8e-3, 1.6e-2), ratios=(2.0,)))],
     )
 
 
-def plain_loop(spec: Sweep) -> float:
-    """Wall seconds to train every trial of ``spec`` one after another in this process."""
-    configs = [
-        spec.trial_config(cell, lr, cell.lrs.ratios[0], seed)
-        for cell in spec.cells
-        for lr in cell.lrs.grid
-        for seed in spec.seeds
-    ]
-    t0 = time.perf_counter()
+def plain_loop(spec: Sweep) -> dict[int, float]:
+    """Wall seconds per seed to train every trial of ``spec`` one after another here."""
+    per_seed = dict.fromkeys(spec.seeds, 0.0)
     with tempfile.TemporaryDirectory() as tmp:
-        for config in configs:
-            cfg = experiments.resolve_config(config)
-            loop.train(cfg, on_report=lambda report, ckpt: None, scratch=tmp)
-    return time.perf_counter() - t0
+        for cell in spec.cells:
+            for lr in cell.lrs.grid:
+                for seed in spec.seeds:
+                    config = spec.trial_config(cell, lr, cell.lrs.ratios[0], seed)
+                    t0 = time.perf_counter()
+                    cfg = experiments.resolve_config(config)
+                    loop.train(cfg, on_report=lambda report, ckpt: None, scratch=tmp)
+                    per_seed[seed] += time.perf_counter() - t0
+    return per_seed
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=8000)
-    args = parser.parse_args()
-    spec = sweep(args.steps)
-    n = spec.total_trials()
-
-    base = plain_loop(spec)
+def engine(spec: Sweep) -> tuple[float, float]:
+    """(wall seconds of the sweep on a fresh local Ray, of which starting Ray)."""
     import ray
 
+    ray.shutdown()
     t0 = time.perf_counter()
     ray.init(num_cpus=CPUS, include_dashboard=False, logging_level="WARNING")
     start = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as storage:
-        t0 = time.perf_counter()
         outcome = run(spec, ["--storage", storage, "--num-cpus", str(CPUS)])
-        engine = time.perf_counter() - t0 + start
+    wall = time.perf_counter() - t0
     assert outcome.code == 0
-    per_trial = (engine - base / CPUS) / (n / CPUS)
-    inside = float(outcome.trials["time_s"].mean())
+    ray.shutdown()
+    return wall, start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=16000)
+    parser.add_argument("--marginal", action="store_true", help="also run 2N trials")
+    args = parser.parse_args()
+    seeds = 8 if args.marginal else 4
+    per_seed = plain_loop(sweep(args.steps, seeds))
+    small = sweep(args.steps, 4)
+    n = small.total_trials()
+    base = sum(per_seed[s] for s in small.seeds)
+    wall, start = engine(small)
+    per_trial = (wall - base / CPUS) / (n / CPUS)
     print(f"\n{n} trials of {args.steps} steps (about {base / n:.1f} s each)")
     print(f"plain sequential loop (1 process): {base:8.1f} s")
     print(
-        f"sweep engine (local Ray, {CPUS} CPUs):  {engine:8.1f} s (of which starting Ray {start:.1f} s)"
+        f"sweep engine (local Ray, {CPUS} CPUs):  {wall:8.1f} s (of which starting Ray {start:.1f} s)"
     )
-    print(f"ratio engine / loop: {engine / base:.2f} (target <= 0.7)")
-    print(f"engine overhead per trial: {per_trial:.2f} s (target < 1 s)")
-    print(f"  without starting Ray: {(engine - start - base / CPUS) / (n / CPUS):.2f} s")
-    print(f"  of which training itself ran slower: {inside:.1f} s per trial inside the engine")
+    print(f"ratio engine / loop: {wall / base:.2f} (target <= 0.7)")
+    print(f"engine overhead per trial, amortised: {per_trial:.2f} s (target < 1 s)")
+    print(f"  without starting Ray: {(wall - start - base / CPUS) / (n / CPUS):.2f} s")
+    if args.marginal:
+        big = sweep(args.steps, 8, name="overhead2")
+        wall2, start2 = engine(big)
+        extra_loop = sum(per_seed.values()) - base
+        extra = (wall2 - start2) - (wall - start)
+        marginal = (extra - extra_loop / CPUS) / (n / CPUS)
+        print(f"{2 * n} trials: loop {sum(per_seed.values()):.1f} s, engine {wall2:.1f} s")
+        print(f"engine overhead per trial, marginal (N -> 2N): {marginal:.2f} s (target < 1 s)")
+        fixed = (wall - start - base / CPUS) - marginal * n / CPUS
+        print(f"  fixed per sweep beyond starting Ray: {fixed:.1f} s")
 
 
 if __name__ == "__main__":
