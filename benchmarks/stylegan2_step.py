@@ -44,11 +44,11 @@ import copy
 import math
 import os
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from timing import alternate  # benchmarks/timing.py (run as scripts)
 
 from trainers import experiments, models, optim
 
@@ -75,28 +75,6 @@ def header(device: torch.device) -> str:
     if device.type == "cuda":
         line += f", {torch.cuda.get_device_name(device)}"
     return line
-
-
-def _once(fn: Callable[[], None], device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - t
-
-
-def alternate(
-    a: Callable[[], None], b: Callable[[], None], repeats: int, device: torch.device
-) -> tuple[list[float], list[float]]:
-    """Seconds of ``repeats`` runs each of ``a`` and ``b``, alternating (a, b, a, b, ...) so that
-    load from other processes affects both alike."""
-    ta, tb = [], []
-    for _ in range(repeats):
-        ta.append(_once(a, device))
-        tb.append(_once(b, device))
-    return ta, tb
 
 
 def experiment_config(args) -> dict:

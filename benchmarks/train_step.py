@@ -22,24 +22,14 @@ import argparse
 import contextlib
 import copy
 import statistics
-import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
+from timing import alternate  # benchmarks/timing.py (run as scripts)
 
 from trainers import experiments, models
 from trainers.metrics import fid
-
-
-def _once(fn: Callable[[], None], device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - t
 
 
 def timed_pair(
@@ -48,10 +38,7 @@ def timed_pair(
     """Median seconds of ``a`` and ``b``, run alternately (one warm-up run each), so that load
     from other processes affects both alike."""
     a(), b()
-    ta, tb = [], []
-    for _ in range(repeats):
-        ta.append(_once(a, device))
-        tb.append(_once(b, device))
+    ta, tb = alternate(a, b, repeats, device)
     return statistics.median(ta), statistics.median(tb)
 
 

@@ -60,24 +60,19 @@ def sample_rows(draw: Callable[[int], torch.Tensor], n: int) -> torch.Tensor:
     return local_rows(draw(global_rows(n)))
 
 
-def mean_tensor(t: torch.Tensor) -> torch.Tensor:
-    """The mean of ``t`` over the ranks (all-reduced on its device); ``t`` in one process."""
-    _, size = world()
-    if size == 1:
-        return t
-    t = t.detach().clone()
-    dist.all_reduce(t)
-    return t.div_(size)
-
-
 def sum_tensor(t: torch.Tensor) -> torch.Tensor:
     """The sum of ``t`` over the ranks (all-reduced on its device); ``t`` in one process."""
-    _, size = world()
-    if size == 1:
+    if world()[1] == 1:
         return t
     t = t.detach().clone()
     dist.all_reduce(t)
     return t
+
+
+def mean_tensor(t: torch.Tensor) -> torch.Tensor:
+    """The mean of ``t`` over the ranks (all-reduced on its device); ``t`` in one process."""
+    size = world()[1]
+    return t if size == 1 else sum_tensor(t).div_(size)
 
 
 def prepare(exp: Experiment) -> None:
