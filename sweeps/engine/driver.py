@@ -137,7 +137,10 @@ def _check_data_on_cluster(sweep: Sweep, timeout_s: float = DATA_CHECK_TIMEOUT_S
     pending = {task.remote(cfg): name for name, cfg in sweep.data_configs().items()}
     done, late = ray.wait(list(pending), num_returns=len(pending), timeout=timeout_s)
     for ref in done:
-        problem = ray.get(ref)
+        try:
+            problem = ray.get(ref)
+        except ray.exceptions.RayError as e:  # e.g. the project is not installed on the node
+            problem = f"the data check failed on a worker: {e}"
         if problem is not None:
             raise SweepError(f"cell {pending[ref]!r}: {problem}")
     if late:

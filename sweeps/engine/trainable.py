@@ -112,7 +112,7 @@ class TrialBoard:
     def figures(self, step: int, figures: dict[str, Any]) -> None:
         for name, fig in figures.items():
             self._writer().add_figure(f"samples/{name}", fig, global_step=step, close=False)
-        self.writer.flush()
+        self._writer().flush()
 
     def close(self) -> None:
         if self.writer is not None:

@@ -11,8 +11,9 @@ of the registry. Gradients are nan_to_num'd to +-1e5 before each step.
 Evaluation uses the EMA generator (half-life ``ema_kimg``, by default batch * 10 / 32 kimg as in
 NVlabs, so 10 at batch 32; ramp-up 0.05 of the images seen before the step). R1 uses D main's
 real images (NVlabs draws one real batch per iteration); path length differentiates through the
-mapping as NVlabs does. Reports
-``loss_d``, ``loss_g``, and the last ``loss_r1``, ``loss_pl``, ``pl_mean`` (and ``augment_p``).
+mapping as NVlabs does, but its running mean enters the penalty detached (NVlabs keeps the lerp
+in the graph; with decay 0.01 the difference is tiny, and it keeps data-parallel runs exact).
+Reports ``loss_d``, ``loss_g``, the last ``loss_r1``, ``loss_pl``, ``pl_mean`` (and ``augment_p``).
 
 Augmentation (off by default): ``augment: "ada"`` puts every image D sees (real and fake, in
 all four phases; R1's gradient is taken at the un-augmented image) through ``trainers.augment``
