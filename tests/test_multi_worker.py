@@ -119,6 +119,58 @@ def _stylegan2_worker(rank: int, store: str, out: str) -> None:
         dist.destroy_process_group()
 
 
+def _wgangp_config(cache: str) -> dict:
+    return experiments.resolve_config(
+        {
+            "experiment": "wgangp",
+            "optimizer": "adam",
+            "seed": 2,
+            "dataset": "generated",
+            "generated_size": 64,
+            "width": 0.125,
+            "batch_size": 8,
+            "fid_num_gen_final": 42,  # not a multiple of the workers: shares of 21 and 21
+            "fid_batch_size": 8,
+            "fid_extractor": "randconv",
+            "fid_workers": 1,
+            "fid_cache": cache,
+            "kid": "always",
+        }
+    )
+
+
+def _evaluate(cfg: dict) -> dict:
+    """``evaluate(final=True)`` of a freshly built (data-parallel if in a group) experiment,
+    with how many images this process put through the feature extractor."""
+    from trainers.metrics import fid as fidlib
+
+    counted = []
+    features = fidlib.features
+
+    def counting(batches, extractor, workers=1):
+        feats = features(batches, extractor, workers)
+        counted.append(len(feats))
+        return feats
+
+    torch.manual_seed(cfg["seed"])
+    exp = experiments.build(distributed.shard_config(cfg, distributed.world()[1]))
+    distributed.prepare(exp)
+    assert exp.reference.stats.num == 64  # the training images' statistics, counted apart
+    fidlib.features = counting
+    try:
+        return {**exp.evaluate(final=True), "extracted": sum(counted)}
+    finally:
+        fidlib.features = features
+
+
+def _fid_worker(rank: int, store: str, out: str) -> None:
+    _init(rank, store)
+    try:
+        torch.save(_evaluate(_wgangp_config(f"{out}/fid")), f"{out}/{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
 def _spawn(fn, tmp_path: Path) -> list[dict]:
     mp.spawn(fn, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
     return [torch.load(tmp_path / f"{r}.pt", weights_only=False) for r in range(2)]
@@ -173,6 +225,16 @@ def test_two_workers_at_batch_4_train_what_one_trains_at_batch_8(tmp_path, one_t
     moved = single["players"]["G"]["synthesis.b16.conv0.noise_strength"]
     assert float(moved.abs()) > 0  # the noise mattered: its strength was trained
     assert single["extra"]["ada"]["p"] == pytest.approx(4 * 0.08)
+
+
+def test_fid_over_two_workers_equals_one_process_with_half_the_images_each(tmp_path, one_thread):
+    ranks = _spawn(_fid_worker, tmp_path)
+    single = _evaluate(_wgangp_config(str(tmp_path / "fid")))
+    assert single["extracted"] == 42
+    for r in ranks:
+        assert r["extracted"] == 21  # each rank generated and extracted its share
+        assert r["fid"] == pytest.approx(single["fid"], rel=1e-6)
+        assert r["kid"] == pytest.approx(single["kid"], rel=1e-6, abs=1e-9)
 
 
 def test_batch_must_split_over_the_workers():

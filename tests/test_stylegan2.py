@@ -293,3 +293,16 @@ def test_path_length_trains_the_mapping_and_r1_reuses_d_mains_reals(monkeypatch)
     drawn = exp._real
     exp.d_reg()
     assert seen[0] is drawn
+
+
+def test_evaluation_neither_varies_with_nor_disturbs_the_training_streams(tmp_path):
+    cfg = experiments.resolve_config(
+        {**TINY, "optimizer": "adam", "seed": 0, "fid_cache": str(tmp_path), "kid": "never"}
+    )
+    exp = experiments.build(cfg)
+    before = (exp.rng.get_state(), torch.get_rng_state())
+    first = exp.evaluate(final=False)["fid"]
+    assert torch.equal(exp.rng.get_state(), before[0])
+    assert torch.equal(torch.get_rng_state(), before[1])
+    torch.randn(100)  # training moves the global stream on; the next evaluation is the same
+    assert exp.evaluate(final=False)["fid"] == first

@@ -122,3 +122,19 @@ def _params(storage, sweep: str, cell: str | None = None) -> str:
 def _layer_names(G) -> set[str]:
     """Modules that own parameters directly: the layers the optimizers see as groups."""
     return {n for n, m in G.named_modules() if any(True for _ in m.parameters(recurse=False))}
+
+
+def test_quickstart_smoke_ends_with_tables_and_the_report(tmp_path, capsys):
+    """The README's main job, in its --smoke form: both sweeps, their tables, the report."""
+    from sweeps import quickstart
+
+    argv = ["--smoke", "--storage", str(tmp_path), "--num-cpus", "2"]
+    assert quickstart.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "bimodal_smoke: 8 trials" in out and "mog_smoke: 6 trials" in out
+    report = (tmp_path / "report" / "report.md").read_text()
+    for cell in ("sgda", "nsgda", "ada-nsgda", "adam"):
+        assert f"| {cell} |" in report
+    assert list((tmp_path / "report").glob("*.png")), "the report has no figure"
+    assert quickstart.main(argv) == 0  # a rerun resumes: nothing trains again
+    assert "bimodal_smoke: 8 trials" in capsys.readouterr().out

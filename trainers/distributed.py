@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -75,6 +76,38 @@ def mean_tensor(t: torch.Tensor) -> torch.Tensor:
     return t if size == 1 else sum_tensor(t).div_(size)
 
 
+def gather_rows(x: np.ndarray) -> np.ndarray:
+    """Every rank's ``local_rows`` share of a global batch, back in the global order (on every
+    rank); ``x`` in one process."""
+    rank, size = world()
+    if size == 1:
+        return x
+    parts: list[Any] = [None] * size
+    dist.all_gather_object(parts, x)
+    out = np.empty((sum(len(p) for p in parts), *x.shape[1:]), dtype=x.dtype)
+    for r, part in enumerate(parts):
+        out[r::size] = part
+    return out
+
+
+def sum_arrays(arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """Each array summed over the ranks (float64, one all-reduce); ``arrays`` in one process."""
+    if world()[1] == 1:
+        return arrays
+    flat = torch.from_numpy(np.concatenate([np.ravel(a).astype(np.float64) for a in arrays]))
+    flat = sum_tensor(flat.to(_collective_device())).cpu().numpy()
+    out, offset = [], 0
+    for a in arrays:
+        out.append(flat[offset : offset + np.size(a)].reshape(np.shape(a)))
+        offset += np.size(a)
+    return out
+
+
+def _collective_device() -> str:
+    """Where collectives take their tensors: the current GPU under NCCL, else the CPU."""
+    return f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"
+
+
 def prepare(exp: Experiment) -> None:
     """Make ``exp`` (built, and restored if resuming) one rank of a data-parallel run: rank 0's
     parameters and buffers on every rank, gradients averaged before every optimizer step.
@@ -110,8 +143,7 @@ def mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
     if size == 1 or not values:
         return values
     keys = sorted(values)
-    device = f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"
-    t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=_collective_device())
     dist.all_reduce(t)
     t /= size
     return dict(zip(keys, t.tolist()))

@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -223,14 +224,28 @@ class ImageGAN(Experiment):
             G.train(was_training)
 
     def evaluate(self, final: bool) -> dict[str, Any]:
+        """FID (and KID) of generated images, and the sample grid. Random draws inside the
+        generator (StyleGAN2's noise) come from a stream of their own, seeded alike at every
+        evaluation, so an evaluation neither varies with nor disturbs training."""
+        cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(self.cfg["seed"] + EVAL_SEED_OFFSET)
+            return self._evaluate(final)
+
+    def _evaluate(self, final: bool) -> dict[str, Any]:
         c = self.cfg
         num = c["fid_num_gen_final"] if final else c["fid_num_gen"]
         ref = self.reference
         batches = fidlib.generator_batches(
-            self.generate, num, c["z_dim"], c["fid_batch_size"], c["seed"] + EVAL_SEED_OFFSET
+            self.generate,
+            num,
+            c["z_dim"],
+            c["fid_batch_size"],
+            c["seed"] + EVAL_SEED_OFFSET,
+            rows=distributed.local_rows,  # data-parallel: each rank generates its share
         )
         feats = fidlib.features(batches, self.extractor, c["fid_workers"])
-        fid = fidlib.frechet(fidlib.Statistics.of(feats, keep=0), ref.stats)
+        fid = fidlib.frechet(self._statistics(feats), ref.stats)
         if math.isfinite(fid):
             self.fid_best = min(self.fid_best, fid)
         grid_z = torch.randn(
@@ -242,13 +257,26 @@ class ImageGAN(Experiment):
         return {
             "fid": fid,
             "fid_best": self.fid_best if math.isfinite(self.fid_best) else None,
-            "kid": fidlib.kid(feats, ref.stats) if self._want_kid(final) else None,
+            "kid": fidlib.kid(distributed.gather_rows(feats), ref.stats)
+            if self._want_kid(final)
+            else None,
             "fid_num_gen": num,
             "fid_ref": ref.label,
             "fid_mode": fidlib.MODE,
             "fid_extractor": self.extractor.name,
             "lr_factor": self.lr_factor(),
         }
+
+    @staticmethod
+    def _statistics(feats) -> fidlib.Statistics:
+        """Mean and covariance of the generated features; data-parallel ranks add up their
+        count, sum and sum of outer products (one all-reduce) rather than gather features."""
+        if distributed.world()[1] == 1:
+            return fidlib.Statistics.of(feats, keep=0)
+        num, total, outer = distributed.sum_arrays(
+            [np.array(len(feats)), feats.sum(0), feats.T @ feats]
+        )
+        return fidlib.Statistics.from_sums(int(num), total, outer)
 
     def _want_kid(self, final: bool) -> bool:
         return self.cfg["kid"] == "always" or (final and self.cfg["kid"] == "final")

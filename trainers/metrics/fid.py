@@ -158,10 +158,12 @@ def generator_batches(
     batch_size: int,
     seed: int,
     device: torch.device | str = "cpu",
+    rows: Callable[[torch.Tensor], torch.Tensor] = lambda z: z,
 ) -> Iterable[torch.Tensor]:
     """Batches of ``sample(z)`` (images in [-1, 1]) as uint8 values. The ``num`` latents are
-    fixed by ``seed`` and drawn at once, so they do not depend on ``batch_size``."""
-    latents = torch.randn(num, z_dim, generator=torch.Generator().manual_seed(seed))
+    fixed by ``seed`` and drawn at once, so they do not depend on ``batch_size``; ``rows``
+    selects the share of them to generate (a data-parallel rank's: ``distributed.local_rows``)."""
+    latents = rows(torch.randn(num, z_dim, generator=torch.Generator().manual_seed(seed)))
     for z in latents.split(batch_size):
         with torch.no_grad():
             yield (sample(z.to(device)) * 127.5 + 128).clamp(0, 255).to(torch.uint8)
@@ -181,6 +183,13 @@ class Statistics:
         feats = np.asarray(feats, dtype=np.float64)
         kept = feats[:: max(1, len(feats) // keep)][:keep] if keep else None
         return cls(feats.mean(0), np.cov(feats, rowvar=False), len(feats), kept)
+
+    @classmethod
+    def from_sums(cls, num: int, total: np.ndarray, outer: np.ndarray) -> Statistics:
+        """From the number of features, their sum and the sum of their outer products (what
+        data-parallel ranks add up instead of gathering features): unbiased covariance."""
+        mu = total / num
+        return cls(mu, (outer - num * np.outer(mu, mu)) / (num - 1), num)
 
     def save(self, path: Path) -> None:
         """Write to ``path`` (.npz) atomically."""
