@@ -306,3 +306,60 @@ def test_evaluation_neither_varies_with_nor_disturbs_the_training_streams(tmp_pa
     assert torch.equal(torch.get_rng_state(), before[1])
     torch.randn(100)  # training moves the global stream on; the next evaluation is the same
     assert exp.evaluate(final=False)["fid"] == first
+
+
+@pytest.fixture
+def half_on_cpu(monkeypatch):
+    """Run the fp16 blocks in float16, with activation clamps, on the CPU (as on CUDA)."""
+    monkeypatch.setattr(stylegan2, "HALF_DEVICES", {"cpu", "cuda"})
+
+
+def _fp16_models():
+    return stylegan2.build(
+        resolution=32, cbase=256, cmax=32, z_dim=32, w_dim=32, num_fp16_res=2, seed=3
+    )
+
+
+def _dtypes_seen(module: nn.Module) -> list[torch.dtype]:
+    seen = []
+    module.register_forward_hook(lambda m, args, out: seen.append(args[0].dtype))
+    return seen
+
+
+def test_fp16_blocks_agree_with_float32(monkeypatch):
+    G, D = _fp16_models()
+    z = torch.randn(4, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        img32 = G(z, noise_mode="const")
+        logits32 = D(img32)
+        monkeypatch.setattr(stylegan2, "HALF_DEVICES", {"cpu", "cuda"})
+        top, low = _dtypes_seen(G.synthesis.b32.conv0), _dtypes_seen(G.synthesis.b4.conv1)
+        d_top = _dtypes_seen(D.b32.conv0)
+        img16 = G(z, noise_mode="const")
+        logits16 = D(img32)
+    # the 2 highest resolutions (16, 32) in float16, the rest in float32
+    assert top == [torch.float16] and low == [torch.float32] and d_top == [torch.float16]
+    assert img16.dtype == torch.float32 and logits16.dtype == torch.float32
+    assert float((img16 - img32).norm() / img32.norm()) < 1e-2
+    torch.testing.assert_close(logits16, logits32, rtol=2e-2, atol=2e-2)
+
+
+def test_fp16_activations_are_clamped_and_stay_finite(half_on_cpu):
+    G, _ = _fp16_models()
+    peaks = []
+    G.synthesis.b32.conv0.register_forward_hook(lambda m, a, out: peaks.append(out.abs().max()))
+    with torch.no_grad():
+        G.synthesis.b32.conv0.bias.fill_(1e5)  # far beyond float16's range after the activation
+        img = G(torch.randn(2, 32), noise_mode="const")
+    assert float(peaks[0]) == 256.0  # clamped to conv_clamp
+    assert torch.isfinite(img).all()
+
+
+def test_a_training_step_in_fp16_is_finite(half_on_cpu):
+    cfg = experiments.resolve_config(
+        {**TINY, "optimizer": "adam", "seed": 0, "r1_interval": 1, "pl_interval": 1}
+    )
+    exp = experiments.build(cfg)
+    losses = exp.train_step()
+    assert all(torch.isfinite(v).all() for v in losses.values())
+    assert all(torch.isfinite(p).all() for p in exp.players["G"].parameters())

@@ -14,7 +14,8 @@ see the same groups on every dataset::
     b128.fromrgb, b128.conv0, b128.conv1, b128.skip, ..., b8.*, b4.conv, b4.fc, b4.out
 
 On CUDA the blocks at the ``num_fp16_res`` highest resolutions run in float16 and every
-activation is clamped to +-``conv_clamp``; on the CPU everything is float32 and unclamped.
+activation is clamped to +-``conv_clamp``; on the CPU everything is float32 and unclamped
+(``HALF_DEVICES`` says where; tests add "cpu" to run the float16 path here).
 """
 
 from __future__ import annotations
@@ -83,9 +84,17 @@ def bias_act(
     return x
 
 
+HALF_DEVICES = {"cuda"}  # device types where fp16 blocks run in float16 and clamps apply
+
+
+def reduced_precision(t: torch.Tensor) -> bool:
+    """Whether ``t``'s device runs the fp16 blocks in float16 and clamps activations."""
+    return t.device.type in HALF_DEVICES
+
+
 def cuda_clamp(x: torch.Tensor, clamp: float | None) -> float | None:
-    """The activation clamp on CUDA, none on the CPU."""
-    return clamp if x.is_cuda else None
+    """The activation clamp where precision is reduced (CUDA), none elsewhere."""
+    return clamp if reduced_precision(x) else None
 
 
 # -- layers --------------------------------------------------------------------------------------
@@ -283,7 +292,7 @@ class SynthesisBlock(nn.Module):
 
     def forward(self, x, img, ws: torch.Tensor, noise_mode: str = "random"):
         """``ws``: [N, num_conv + 1, w_dim] (the last one for ToRGB)."""
-        dtype = torch.float16 if self.use_fp16 and ws.is_cuda else torch.float32
+        dtype = torch.float16 if self.use_fp16 and reduced_precision(ws) else torch.float32
         if x is None:
             x = self.const.to(dtype)[None].expand(ws.shape[0], -1, -1, -1)
             x = self.conv1(x, ws[:, 0], noise_mode)
@@ -378,7 +387,7 @@ class DiscriminatorBlock(nn.Module):
         self.skip = Conv(tmp_channels, out_channels, 1, act=False, bias=False, down=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = torch.float16 if self.use_fp16 and x.is_cuda else torch.float32
+        dtype = torch.float16 if self.use_fp16 and reduced_precision(x) else torch.float32
         x = x.to(dtype)
         if hasattr(self, "fromrgb"):
             x = self.fromrgb(x)
