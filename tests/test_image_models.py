@@ -259,3 +259,24 @@ def test_an_evaluation_gives_a_sample_grid_figure(tmp_path):
     fig.savefig(tmp_path / "grid.png")
     assert (tmp_path / "grid.png").stat().st_size > 1000
     assert exp.evaluate(final=True)["kid"] is not None
+
+
+def test_experiments_set_the_cuda_backends_they_are_configured_with():
+    import torch
+
+    from trainers import experiments
+
+    base = {"experiment": "dcgan", "optimizer": "adam", "seed": 0, "dataset": "generated"}
+    base["fid_extractor"] = "randconv"
+    before = (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32)
+    try:
+        experiments.build(experiments.resolve_config({**base, "generated_size": 8}))
+        assert torch.backends.cudnn.benchmark  # NVlabs' defaults: benchmark on, TF32 off
+        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+        cfg = {**base, "generated_size": 8, "cudnn_benchmark": False, "allow_tf32": True}
+        experiments.build(experiments.resolve_config(cfg))
+        assert not torch.backends.cudnn.benchmark
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32 = before
+        torch.backends.cuda.matmul.allow_tf32 = False

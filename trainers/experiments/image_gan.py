@@ -65,6 +65,12 @@ def image_fields(
         "fid_batch_size": Field(200, int, low=1),
         "kid": Field("final", str, choices=KID_WHEN, help="when to compute KID (costly on CPU)"),
         "fid_workers": Field(4, int, low=1, help="threads resizing images for Inception"),
+        "cudnn_benchmark": Field(
+            True, bool, help="CUDA: cuDNN times conv algorithms and keeps the fastest (NVlabs: on)"
+        ),
+        "allow_tf32": Field(
+            False, bool, help="CUDA: TF32 matmuls and convs, faster but less precise (NVlabs: off)"
+        ),
     }
 
 
@@ -112,6 +118,14 @@ def check_data(cfg: dict[str, Any]) -> None:
     data.require(cfg["dataset"], cfg["data_path"], resolution_of(cfg))
 
 
+def set_cuda_backends(cudnn_benchmark: bool, allow_tf32: bool) -> None:
+    """The process-wide CUDA settings a trial runs with (no effect on the CPU). With the
+    benchmark on, GPU runs are fast but not bit-for-bit repeatable; CPU runs always are."""
+    torch.backends.cudnn.benchmark = cudnn_benchmark
+    torch.backends.cudnn.allow_tf32 = allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = allow_tf32
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -131,6 +145,7 @@ class ImageGAN(Experiment):
     def __init__(self, cfg: dict[str, Any], G: nn.Module, D: nn.Module) -> None:
         self.cfg = cfg
         self.device = resolve_device(cfg["device"])
+        set_cuda_backends(cfg["cudnn_benchmark"], cfg["allow_tf32"])
         self.data = data.load(
             cfg["dataset"],
             cfg["data_path"],
