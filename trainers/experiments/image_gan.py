@@ -144,6 +144,10 @@ class ImageGAN(Experiment):
 
     def __init__(self, cfg: dict[str, Any], G: nn.Module, D: nn.Module) -> None:
         self.cfg = cfg
+        workers = distributed.world()[1]
+        for key in ("fid_num_gen", "fid_num_gen_final"):
+            if cfg[key] < workers:  # every rank generates a share of the FID images
+                raise ConfigError(key, cfg[key], f">= the number of workers ({workers})")
         self.device = resolve_device(cfg["device"])
         set_cuda_backends(cfg["cudnn_benchmark"], cfg["allow_tf32"])
         self.data = data.load(
