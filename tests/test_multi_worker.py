@@ -268,3 +268,8 @@ def test_a_sweep_of_two_worker_trials_shows_each_trial_once(tmp_path):
     (study,) = state["studies"].values()
     told = sorted(t.value for t in study.trials if t.value is not None)
     assert told == pytest.approx(sorted(outcome.trials["objective"]))
+    # the outcome names each trial's last checkpoint (in Train's storage): the final step's
+    assert len(outcome.checkpoints) == 2
+    for ckpt in outcome.checkpoints.values():
+        with ckpt.as_directory() as local:
+            assert checkpoint.read(local)["loop"]["step"] == 6
