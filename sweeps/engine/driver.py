@@ -135,7 +135,14 @@ def _check_data_on_cluster(sweep: Sweep, timeout_s: float = DATA_CHECK_TIMEOUT_S
     res = sweep.resources
     task = check.options(num_cpus=res.cpu, num_gpus=res.gpu)
     pending = {task.remote(cfg): name for name, cfg in sweep.data_configs().items()}
-    done, late = ray.wait(list(pending), num_returns=len(pending), timeout=timeout_s)
+    done, late = ray.wait(list(pending), num_returns=len(pending), timeout=min(5.0, timeout_s))
+    if late:
+        print(
+            f"checking the data on a worker with cpu={res.cpu:g}, gpu={res.gpu:g} (waiting for "
+            f"one, up to {timeout_s:g} s)...",
+            file=sys.stderr,
+        )
+        done, late = ray.wait(list(pending), num_returns=len(pending), timeout=timeout_s)
     for ref in done:
         try:
             problem = ray.get(ref)
