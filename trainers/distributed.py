@@ -7,7 +7,8 @@ gradients of all ranks (one flattened all-reduce per step) before stepping, so n
 optimizers normalise the all-reduced gradient. So W workers at batch B / W train exactly (up to
 float rounding of the averages) what one process trains at batch B, and a resumed run is exact
 on every rank (the checkpoint holds the one stream). Strided rows also keep StyleGAN2's
-minibatch-stddev groups (rows i, i + N/G, ...) the same as in one process. Knows nothing of Ray.
+minibatch-stddev groups (rows i, i + N/G, ...) the same as in one process, and batch norm
+normalises with the global batch's statistics (``GlobalBatchNorm2d``). Knows nothing of Ray.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from trainers.config import ConfigError
 
@@ -108,9 +110,67 @@ def _collective_device() -> str:
     return f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over the ranks whose gradient is the sum over the ranks of the gradients."""
+
+    @staticmethod
+    def forward(ctx, t: torch.Tensor) -> torch.Tensor:
+        t = t.clone()
+        dist.all_reduce(t)
+        return t
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+class GlobalBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d whose training statistics are the global batch's: each rank's per-channel
+    count, sum and sum of squares are all-reduced (differentiably, in float64), so W ranks at
+    B/W normalise, and update running statistics, as one process at B. Any backend: gloo on the
+    CPU too, unlike torch's SyncBatchNorm. Outside training, or in one process, plain BN."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or world()[1] == 1:
+            return super().forward(x)
+        c, dims = x.shape[1], (0, 2, 3)
+        count = x.new_full([1], x.numel() / c, dtype=torch.float64)
+        local = torch.cat(
+            [x.sum(dims, dtype=torch.float64), x.square().sum(dims, dtype=torch.float64), count]
+        )
+        total = _AllReduceSum.apply(local)
+        n = total[-1]
+        mean = total[:c] / n
+        var = (total[c : 2 * c] / n - mean.square()).clamp_min(0)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                m = self.momentum
+                self.running_mean.lerp_(mean.to(x.dtype), m)
+                self.running_var.lerp_((var * n / (n - 1)).to(x.dtype), m)
+        scale = torch.rsqrt(var + self.eps).to(x.dtype)
+        y = (x - mean.to(x.dtype)[None, :, None, None]) * scale[None, :, None, None]
+        if self.affine:
+            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+        return y
+
+
+def global_batch_norm(module: nn.Module) -> None:
+    """Turn every BatchNorm2d of ``module`` into a GlobalBatchNorm2d in place (the same
+    parameters, buffers and state-dict keys)."""
+    for m in module.modules():
+        if type(m) is nn.BatchNorm2d:
+            if m.momentum is None:
+                raise ValueError("GlobalBatchNorm2d needs a momentum (cumulative averages: None)")
+            m.__class__ = GlobalBatchNorm2d
+
+
 def prepare(exp: Experiment) -> None:
     """Make ``exp`` (built, and restored if resuming) one rank of a data-parallel run: rank 0's
-    parameters and buffers on every rank, gradients averaged before every optimizer step.
+    parameters and buffers on every rank, batch norm over the global batch, gradients averaged
+    before every optimizer step.
     A no-op in a single process. (The streams need nothing: every rank has the same.)"""
     _, size = world()
     if size == 1:
@@ -119,6 +179,7 @@ def prepare(exp: Experiment) -> None:
         for player in exp.players.values():
             for t in list(player.parameters()) + list(player.buffers()):
                 dist.broadcast(t.data, src=0)
+            global_batch_norm(player)
     for opt in exp.optimizers.values():
         opt.register_step_pre_hook(_average_gradients)
 
