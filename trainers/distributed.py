@@ -204,7 +204,5 @@ def mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
     if size == 1 or not values:
         return values
     keys = sorted(values)
-    t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=_collective_device())
-    dist.all_reduce(t)
-    t /= size
-    return dict(zip(keys, t.tolist()))
+    (sums,) = sum_arrays([np.array([values[k] for k in keys], dtype=np.float64)])
+    return {k: float(v) / size for k, v in zip(keys, sums)}
