@@ -141,15 +141,15 @@ def run_with_profile(sweep: Sweep, argv: list[str], profile_from: str | None = N
     file = take_profile(argv)
     if file is None and profile_from is not None:
         path = experiment_dir(profile_from + STAGE_ONE_SUFFIX, argv)
-        file = f"{path}/{PROFILE_FILE}"
-        if read_text(path, PROFILE_FILE) is None:
+        saved = read_text(path, PROFILE_FILE)
+        if saved is None:
             print(
-                f"gansweep: no profile at {file}: run the {profile_from} sweep first (its stage "
-                "1 writes it), or pass --profile FILE",
+                f"gansweep: no profile at {path}/{PROFILE_FILE}: run the {profile_from} sweep "
+                "first (its stage 1 writes it), or pass --profile FILE",
                 file=sys.stderr,
             )
             return EXIT_BAD_INPUT
-        profile = json.loads(read_text(path, PROFILE_FILE))
+        profile = json.loads(saved)
     elif file is not None:
         try:
             profile = load_profile(file)
