@@ -119,7 +119,8 @@ def lazy_options(name: str, lr: float, options: dict[str, Any], interval: int):
     optimizer takes betas (Adam's defaults (0, 0.99) when not given)."""
     ratio = lazy_ratio(interval)
     options = dict(options)
-    if "betas" in optim.options_of(name):
+    rules = {r: options[r] for r in optim.ROLES if r in options}  # a graft's two rules
+    if "betas" in optim.options_of(name, **rules):
         b1, b2 = options.get("betas", (0.0, 0.99))
         options["betas"] = (float(b1) ** ratio, float(b2) ** ratio)
     return lr * ratio, options

@@ -1,20 +1,37 @@
-"""The optimizers of the study: SGDA, Adam, Ada-nSGDA, AdaDir, nSGDA, and general grafting."""
+"""The study's optimizers (SGDA, Adam, Ada-nSGDA, AdaDir, nSGDA) and general grafting.
 
-from trainers.optim.graft import DIAGNOSTICS, NSGDA, SGDA, AdaDir, Adam, AdaNSGDA, Graft
+Update rules are small objects (``rules``: SGD, Adam, Constant, RMSprop, Lion); ``Graft``
+combines a magnitude rule with a direction rule per group; ``build`` makes the study's presets
+or any graft by name.
+"""
+
+from trainers.optim.diagnostics import DIAGNOSTICS
+from trainers.optim.graft import Graft
 from trainers.optim.groups import GRANULARITIES, named_param_groups
+from trainers.optim.presets import PRESETS, Preset
 from trainers.optim.profile import load_scale_profile, save_scale_profile, scale_profile
-from trainers.optim.registry import NAMES, build, options_of
+from trainers.optim.registry import NAMES, ROLES, RULES, build, options_of
+from trainers.optim.rule import Batch, Rule, Slot, Unit
+from trainers.optim.rules import SGD, Adam, Constant, Lion, RMSprop
 
 __all__ = [
     "DIAGNOSTICS",
     "GRANULARITIES",
     "NAMES",
-    "NSGDA",
-    "SGDA",
-    "AdaDir",
-    "AdaNSGDA",
+    "PRESETS",
+    "ROLES",
+    "RULES",
+    "SGD",
     "Adam",
+    "Batch",
+    "Constant",
     "Graft",
+    "Lion",
+    "Preset",
+    "RMSprop",
+    "Rule",
+    "Slot",
+    "Unit",
     "build",
     "load_scale_profile",
     "named_param_groups",
