@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import itertools
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -215,6 +216,31 @@ def test_grafted_step_has_the_magnitudes_norm_and_the_directions_direction():
                 dim=0,
             )
             assert float(cos) == pytest.approx(1.0, rel=1e-12)
+
+
+@dataclass(frozen=True)
+class SignSGD(optim.Rule):
+    """sign(g): a rule defined outside the package."""
+
+    def unit(self, batch: optim.Batch, slot: optim.Slot) -> optim.Unit:
+        out = batch.workspace(slot.role)
+        torch._foreach_copy_(out, batch.grads)
+        torch._foreach_sign_(out)
+        return optim.Unit(out)
+
+
+def test_a_new_rule_is_a_class_and_a_registry_line(monkeypatch):
+    monkeypatch.setitem(optim.RULES, "sign", SignSGD)
+    model = two_layer()
+    opt = optim.build("graft", model, LR, magnitude="sgd", direction="sign")
+    g = random_grads(model, 1)[0]
+    before = [p.detach().clone() for p in model.parameters()]
+    run(opt, model, [g])
+    signs = [torch.sign(x) for x in g]
+    g_norm, s_norm = layer_norms(g), layer_norms(signs)
+    for i, (b, p, s) in enumerate(zip(before, model.parameters(), signs)):
+        want = b - LR * g_norm[i // 2] * s / s_norm[i // 2]
+        torch.testing.assert_close(p.detach(), want, rtol=1e-12, atol=1e-14)
 
 
 def test_presets_are_grafts_of_their_table_rules():
