@@ -12,7 +12,8 @@ from trainers.optim.presets import PRESETS, Preset
 from trainers.optim.profile import load_scale_profile, save_scale_profile, scale_profile
 from trainers.optim.registry import NAMES, ROLES, RULES, build, options_of
 from trainers.optim.rule import Batch, Rule, Slot, Unit
-from trainers.optim.rules import SGD, Adam, Constant, Lion, RMSprop
+from trainers.optim.rules import *  # noqa: F403 (every rule class)
+from trainers.optim.rules import __all__ as _rules
 
 __all__ = [
     "DIAGNOSTICS",
@@ -21,14 +22,9 @@ __all__ = [
     "PRESETS",
     "ROLES",
     "RULES",
-    "SGD",
-    "Adam",
     "Batch",
-    "Constant",
     "Graft",
-    "Lion",
     "Preset",
-    "RMSprop",
     "Rule",
     "Slot",
     "Unit",
@@ -38,4 +34,5 @@ __all__ = [
     "options_of",
     "save_scale_profile",
     "scale_profile",
+    *_rules,
 ]

@@ -17,22 +17,17 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from trainers import checkpoint
 from trainers.atomic import atomic_write
 from trainers.optim.diagnostics import DIAGNOSTICS
+from trainers.optim.graft import Graft
 
 ADAM_OPTIMIZERS = ("adam", "ada-nsgda", "adadir", "graft")
 
 
-class _Profiled(Protocol):
-    uses_adam: bool
-
-    def diagnostics(self, mean: bool = False) -> dict[str, dict[str, float]]: ...
-
-
-def scale_profile(optimizer: _Profiled) -> dict[str, float]:
+def scale_profile(optimizer: Graft) -> dict[str, float]:
     """Mean of |A_Y| over all steps taken, per group: the scales s_Y for ``nsgda``."""
     if not optimizer.uses_adam:
         raise ValueError("a scale profile needs an optimizer with Adam state, e.g. ada-nsgda")

@@ -9,20 +9,20 @@ from typing import Any
 
 from torch import nn
 
+from trainers.optim import rules
 from trainers.optim.checks import check_lr, check_scale
 from trainers.optim.graft import Graft
 from trainers.optim.groups import GRANULARITIES, named_param_groups
 from trainers.optim.presets import PRESETS, Preset
 from trainers.optim.profile import load_scale_profile
 from trainers.optim.rule import Rule
-from trainers.optim.rules import SGD, Adam, Constant, Lion, RMSprop
 
 RULES: dict[str, type[Rule]] = {
-    "sgd": SGD,
-    "adam": Adam,
-    "constant": Constant,
-    "rmsprop": RMSprop,
-    "lion": Lion,
+    "sgd": rules.SGD,
+    "adam": rules.Adam,
+    "constant": rules.Constant,
+    "rmsprop": rules.RMSprop,
+    "lion": rules.Lion,
 }
 GRAFT = "graft"
 NAMES: tuple[str, ...] = (*PRESETS, GRAFT)
@@ -32,22 +32,22 @@ RuleSpec = str | Rule | Mapping[str, Any] | None
 Scales = float | Mapping[str, float] | str | os.PathLike
 
 
-def options_of(name: str, **rules: RuleSpec) -> tuple[str, ...]:
+def options_of(name: str, **choice: RuleSpec) -> tuple[str, ...]:
     """The keyword options optimizer ``name`` accepts (``scales`` for the constant magnitude).
 
-    For ``graft``, ``magnitude`` and ``direction`` (when given in ``rules``) narrow the list to
+    For ``graft``, ``magnitude`` and ``direction`` (when given in ``choice``) narrow the list to
     what those rules take; otherwise every rule's options are listed.
     """
     if name == GRAFT:
-        classes = [_rule_class(r, rules[r]) for r in ROLES if r in rules]
+        classes = [_rule_class(r, choice[r]) for r in ROLES if r in choice]
         if len(classes) < len(ROLES):
             classes += list(RULES.values())
         return (*ROLES, *_options(c for c in classes if c is not None), "graft_eps")
     preset = _lookup(name)
-    rules_ = [_rule_class("direction", preset.direction)]
+    classes = [_rule_class("direction", preset.direction)]
     if preset.magnitude is not None:
-        rules_.append(_rule_class("magnitude", preset.magnitude))
-    opts = [o for o in _options(rules_) if o not in preset.fixed]
+        classes.append(_rule_class("magnitude", preset.magnitude))
+    opts = [o for o in _options(classes) if o not in preset.fixed]
     return (*opts, "graft_eps") if preset.magnitude is not None else tuple(opts)
 
 
@@ -85,10 +85,10 @@ def build(
     graft_eps = options.pop("graft_eps", 0.0)
     scales = options.pop("scales", None)
     shared = {**options, **fixed}
-    rules = {r: _make_rule(r, spec, shared) for r, spec in specs.items()}
+    made = {r: _make_rule(r, spec, shared) for r, spec in specs.items()}
     taken = {o for r, s in specs.items() if isinstance(s, (str, Mapping)) for o in _names(r, s)}
     unused = sorted(set(options) - taken)
-    if scales is not None and not isinstance(rules["magnitude"], Constant):
+    if scales is not None and not isinstance(made["magnitude"], rules.Constant):
         unused.append("scales")
     if unused:
         raise ValueError(
@@ -99,7 +99,7 @@ def build(
     if scales is not None:
         _assign_scales(groups, scales)
     return Graft(
-        groups, lr, magnitude=rules["magnitude"], direction=rules["direction"], graft_eps=graft_eps
+        groups, lr, magnitude=made["magnitude"], direction=made["direction"], graft_eps=graft_eps
     )
 
 

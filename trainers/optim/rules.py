@@ -1,7 +1,8 @@
 """The update rules. Each is one small class: its options, its state, its unit-lr step.
 
-To add a rule: write a frozen dataclass subclass of ``Rule`` here and give it a name in
-``registry.RULES``; ``build("graft", ..., magnitude=NAME, direction=NAME)`` then takes it.
+To add a rule: write a frozen dataclass subclass of ``Rule`` here (listed in ``__all__``, which
+``trainers.optim`` exports) and give it a name in ``registry.RULES``; ``build("graft", ...,
+magnitude=NAME, direction=NAME)`` then takes it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from trainers.optim.checks import (
 )
 from trainers.optim.kernels import sqrt_into
 from trainers.optim.rule import Batch, Rule, Slot, Unit
+
+__all__ = ["SGD", "Adam", "Constant", "Lion", "RMSprop"]
 
 ADAM_FORMS = ("torch", "paper")
 
