@@ -192,6 +192,7 @@ class CellSearcher(Searcher):
         config[TRIAL_KEY] = number
         self._record_dispatch(trial_id, key)
         self._live[trial_id] = key
+        _fault("first_suggest", 0)
         if _fault_armed("suggest") and ledger.has_state(self.experiment):
             _fault("suggest", 0)
         return config
@@ -312,7 +313,8 @@ def _fault_armed(point: str) -> bool:
 
 
 def _fault(point: str, count: int) -> None:
-    """Tests only: SIGKILL this process at a named moment. ``GANSWEEP_TEST_KILL_AT=suggest``:
+    """Tests only: SIGKILL this process at a named moment. ``GANSWEEP_TEST_KILL_AT=first_suggest``:
+    at the very first suggestion (Tune has written no experiment state yet); ``suggest``:
     right after the first suggestion made once Tune has an experiment state (the suggestion is
     in the ledger, Tune has not recorded its trial); ``searcher_save``: right after Tune's
     checkpoint of the searcher; ``collect:N``: in the end-of-sweep collection (driver.py)."""
