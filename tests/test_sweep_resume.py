@@ -136,7 +136,7 @@ def test_killed_during_the_final_collection_resumes_to_the_same_table(tmp_path, 
 
 def test_ctrl_c_exits_130_with_the_resume_command_and_no_final_table(tmp_path, reference):
     storage = tmp_path / "runs"
-    p = launch(tmp_path, storage, "--max-concurrent", "1")
+    p = launch(tmp_path, storage)  # trials still pending at the interrupt, as in real use
     ledger_path = storage / "resume" / ledger.LEDGER
 
     def results() -> int:
@@ -181,3 +181,48 @@ def test_a_changed_sweep_refuses_to_resume_and_a_lost_trial_is_named(tmp_path, r
     text = finish(launch(tmp_path, storage, "--resume"), 1)
     assert "INCOMPLETE" in text and "missing (1): sgda lr=0.1 ratio=1 seed=1" in text
     assert not (storage / "resume" / "summary.csv").exists()
+
+
+def test_quickstart_killed_in_its_second_sweep_resumes_to_the_same_tables(tmp_path):
+    """The reproduction of the defect: SIGKILL to the driver's process group the moment the
+    second sweep's directory appears, then the quickstart run again as its docs say."""
+
+    def quickstart(storage: Path) -> subprocess.Popen:
+        log = open(tmp_path / f"{storage.name}.log", "a")  # noqa: SIM115 (the child holds it)
+        cmd = [sys.executable, "sweeps/quickstart.py", "--smoke", "--storage", str(storage)]
+        env = {**{k: v for k, v in os.environ.items() if k != FAULT_ENV}, "PYTHONPATH": str(ROOT)}
+        proc = subprocess.Popen(
+            [*cmd, "--num-cpus", "2"],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        proc.log_path = log.name
+        return proc
+
+    def tables(storage: Path) -> dict[str, str]:
+        return {
+            s: (storage / s / "summary.csv").read_text() for s in ("bimodal_smoke", "mog_smoke")
+        }
+
+    clean = tmp_path / "clean"
+    finish(quickstart(clean))
+    storage = tmp_path / "killed"
+    p = quickstart(storage)
+    deadline = time.time() + 600
+    while not (storage / "mog_smoke").exists() and p.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    assert (storage / "bimodal_smoke" / "summary.csv").exists()
+    assert not (storage / "mog_smoke" / "summary.csv").exists()
+
+    text = finish(quickstart(storage))
+    assert "mog_smoke: 6 trials" in text
+    assert tables(storage) == tables(clean)
+    analysis.collect(str(storage / "mog_smoke"), str(tmp_path / "check"))
+    df = analysis.load(str(tmp_path / "check"))
+    assert not df.duplicated(["trial_id", "iteration"]).any()
+    assert len(analysis.final_rows(df)) == 6
