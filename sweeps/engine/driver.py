@@ -286,6 +286,7 @@ def _fit(sweep: Sweep, storage: str, args: argparse.Namespace, restore: bool) ->
             make_trainable(sweep.metric, sweep.penalty),
             {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu},
         )
+    interrupts.hide_missing_metrics_warnings()
     if restore:
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
     else:

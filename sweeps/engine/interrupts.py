@@ -18,6 +18,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 TUNE_LOGGER = "ray.tune.tune"
+ANALYSIS_LOGGER = "ray.tune.analysis.experiment_analysis"
+
+
+class _NoMissingMetrics(logging.Filter):
+    """Tune's ResultGrid warns about every trial that had not reported yet when a sweep was
+    interrupted ("Failed to fetch metrics ... FileNotFoundError"), on the interrupted run and
+    again on its resume; gansweep's own end-of-sweep check says which trials are missing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Failed to fetch metrics" not in record.getMessage()
+
+
+def hide_missing_metrics_warnings() -> None:
+    """Install the filter once (idempotent)."""
+    logger = logging.getLogger(ANALYSIS_LOGGER)
+    if not any(isinstance(f, _NoMissingMetrics) for f in logger.filters):
+        logger.addFilter(_NoMissingMetrics())
 
 
 class _TuneMessages(logging.Filter):
