@@ -60,14 +60,17 @@ def smoke(sweep: Sweep) -> Sweep:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
+    argv = [a for a in argv if a != "--resume"]  # each sweep below resumes when it exists
     storage = storage_path(args.storage or f"{DEFAULT_STORAGE}/quickstart")
     if args.storage is None:
         argv += ["--storage", storage]
     code = 0
     for sweep in (BIMODAL, MOG):
         name = sweep.name + ("_smoke" if args.smoke else "")
-        extra = ["--resume"] if experiment_exists(storage, name) and not args.resume else []
-        code = max(code, run(sweep, argv + extra, smoke=smoke).code)
+        extra = ["--resume"] if experiment_exists(storage, name) else []
+        code = run(sweep, argv + extra, smoke=smoke).code
+        if code != 0:  # bad input, interrupted or incomplete: the next sweep waits
+            break
     if code == 0:
         import analysis
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import glob
 import json
-import pickle
 from pathlib import Path
 
 import pytest
@@ -304,10 +303,12 @@ def test_a_sweep_of_two_worker_trials_shows_each_trial_once(tmp_path):
         assert all(r["workers"] == 2 and "objective" in r for r in rows)
         assert all(r["checkpoint_path"].startswith(f"{tmp_path}/mw/_train/") for r in rows)
     assert len(outcome.trials) == 2  # one row per trial in the collected results
-    state_files = glob.glob(f"{outcome.path}/searcher-state-*.pkl")
-    with open(max(state_files), "rb") as f:
-        state = pickle.load(f)
-    (study,) = state["studies"].values()
+    import optuna
+
+    journal = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(f"{outcome.path}/optuna-journal.log")
+    )
+    study = optuna.load_study(study_name="mw/nsgda", storage=journal)
     told = sorted(t.value for t in study.trials if t.value is not None)
     assert told == pytest.approx(sorted(outcome.trials["objective"]))
     # the outcome names each trial's last checkpoint (in Train's storage): the final step's

@@ -105,3 +105,31 @@ def test_config_file_path_works_like_inline_json(tmp_path):
     result = cli("run", str(path), "--out", str(tmp_path / "o"), "--quiet", env={**os.environ})
     assert result.returncode == 0
     assert len(rows(tmp_path / "o")) == 1
+
+
+def test_ctrl_c_names_the_step_and_the_rerun_says_where_it_resumed(tmp_path):
+    out = tmp_path / "trial"
+    config = json.dumps({**CONFIG, "steps": 10**7, "checkpoint_every": 200})
+    cmd = [sys.executable, "-m", "trainers", "run", config, "--out", str(out)]
+
+    def interrupt_after(rows_wanted: int) -> tuple[int, str]:
+        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            if (out / "results.jsonl").exists() and len(rows(out)) >= rows_wanted:
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        return proc.wait(timeout=120), proc.stderr.read()
+
+    code, err = interrupt_after(5)
+    assert code == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    line = next(x for x in err.splitlines() if x.startswith("interrupted at step"))
+    step = int(line.split()[3].rstrip(";"))
+    resumed_at = int(line.split("resume from step ")[1].split()[0])
+    assert step >= 500 and resumed_at == step // 200 * 200 and "--out" in line
+
+    code, err = interrupt_after(len(rows(out)) + 2)
+    assert code == 130, err
+    assert f"resumed from step {resumed_at} " in err

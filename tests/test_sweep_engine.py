@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import glob
 import json
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -65,13 +63,17 @@ def test_each_trial_logs_its_rows_to_tensorboard(finished):
 
 
 def test_each_study_is_told_the_mean_over_seeds(finished):
+    import optuna
+
     storage, outcome = finished
-    state_files = glob.glob(str(Path(outcome.path) / "searcher-state-*.pkl"))
-    assert state_files, "Tune saved no searcher state"
-    with open(max(state_files), "rb") as f:
-        state = pickle.load(f)
+    journal = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(Path(outcome.path) / "optuna-journal.log"))
+    )
+    names = [s.study_name for s in optuna.get_all_study_summaries(journal)]
+    assert sorted(names) == ["tiny/nsgda", "tiny/sgda"]
     trials = outcome.trials
-    for cell, study in state["studies"].items():
+    for name in names:
+        cell, study = name.split("/", 1)[1], optuna.load_study(study_name=name, storage=journal)
         done = [t for t in study.trials if t.value is not None]
         assert len(done) == 2
         for t in done:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 
 from trainers.config import ConfigError
 
 EXIT_BAD_CONFIG = 2
 EXIT_MISSING_FILE = 3
+EXIT_INTERRUPTED = 130
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from trainers import experiments
-    from trainers.run import load_config, run_trial
+    from trainers.run import Interrupted, load_config, run_trial
 
     try:
         config = load_config(args.config)
@@ -47,6 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as e:  # data sets, Inception weights, scale profiles
         print(f"gansweep: {e}", file=sys.stderr)
         return EXIT_MISSING_FILE
+    except Interrupted as e:
+        again = " ".join(shlex.quote(a) for a in ["python", "-m", "trainers", *argv])
+        where = (
+            f"step {e.checkpoint_step}" if e.checkpoint_step else "the start (no checkpoint yet)"
+        )
+        print(f"\ninterrupted at step {e.step}; resume from {where} with: {again}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     status = "diverged" if last.get("diverged") else "finished"
     print(f"trial {status} at step {last.get('step')}; results in {args.out}/results.jsonl")
     return 0

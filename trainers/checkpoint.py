@@ -46,6 +46,11 @@ def install(directory: Path, root: str | os.PathLike, step: int, keep: int = 2) 
     return target
 
 
+def step_of(directory: str | os.PathLike) -> int:
+    """The training step of a checkpoint installed by ``install``."""
+    return int(Path(directory).name[len(PREFIX) :])
+
+
 def latest(root: str | os.PathLike) -> Path | None:
     """The newest complete checkpoint under ``root``, or None."""
     root = Path(root)

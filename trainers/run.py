@@ -99,15 +99,23 @@ def run_trial(
 
     results = out / RESULTS
     latest = checkpoint.latest(out / CHECKPOINTS)
+    resumed_at = checkpoint.step_of(latest) if latest is not None else 0
     if latest is not None:
         rows = checkpoint.read(latest)["loop"]["reports"]
         truncate_results(results, rows)
+        if not quiet:
+            print(
+                f"resumed from step {resumed_at} (the newest checkpoint in {out})", file=sys.stderr
+            )
     elif results.exists():
         truncate_results(results, 0)  # rows from a run that never checkpointed are redone
     scratch = out / CHECKPOINTS / ".incoming"
     shutil.rmtree(scratch, ignore_errors=True)
 
+    reached = {"step": resumed_at, "checkpoint": resumed_at}
+
     def on_report(report: dict[str, Any], ckpt: Path | None) -> None:
+        reached["step"] = report["step"]
         with open(results, "a") as f:
             f.write(json.dumps(strict_json(report), sort_keys=True, allow_nan=False) + "\n")
             if ckpt is not None:  # rows up to a checkpoint are durable before it exists;
@@ -115,6 +123,7 @@ def run_trial(
                 os.fsync(f.fileno())
         if ckpt is not None:
             checkpoint.install(ckpt, out / CHECKPOINTS, report["step"])
+            reached["checkpoint"] = report["step"]
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -127,13 +136,25 @@ def run_trial(
             fig.savefig(tmp, format="png", dpi=80)
             os.replace(tmp, images / f"{name}_step{step:09d}.png")
 
-    last = loop.train(
-        cfg,
-        on_report=on_report,
-        on_figures=on_figures,
-        scratch=scratch,
-        resume=latest,
-        progress=None if quiet else progress,
-    )
+    try:
+        last = loop.train(
+            cfg,
+            on_report=on_report,
+            on_figures=on_figures,
+            scratch=scratch,
+            resume=latest,
+            progress=None if quiet else progress,
+        )
+    except KeyboardInterrupt:
+        raise Interrupted(reached["step"], reached["checkpoint"]) from None
     shutil.rmtree(scratch, ignore_errors=True)
     return last
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a trial: the last step reported and the step of the newest checkpoint."""
+
+    def __init__(self, step: int, checkpoint_step: int) -> None:
+        super().__init__(step, checkpoint_step)
+        self.step = step
+        self.checkpoint_step = checkpoint_step

@@ -9,15 +9,21 @@ Everything is validated before Ray starts or a file is written; a bad value exit
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sweeps.engine.spec import Sweep, SweepError
+from sweeps.engine import completeness, interrupts, ledger
+from sweeps.engine.spec import Sweep, SweepError, differences, record
 
+EXIT_INCOMPLETE = 1  # the sweep ended with declared trials missing (the table is partial)
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # Ctrl-C: resume with --resume
+SWEEP_RECORD = "sweep.json"
 DEFAULT_STORAGE = "runs"
 # Tune deletes old checkpoints as new ones arrive, and forces an experiment snapshot only after
 # a trial has checkpointed num_to_keep times; a driver killed in between restores from a
@@ -186,6 +192,10 @@ def run(
                 f"{storage}/{sweep.name} already exists: pass --resume to continue it, "
                 "or --storage for a fresh place"
             )
+        path = f"{storage.rstrip('/')}/{sweep.name}"
+        restore = exists and ledger.has_state(path)
+        if restore:
+            check_unchanged(sweep, path)
     except SweepError as e:
         print(f"gansweep: {e}", file=sys.stderr)
         return Outcome(EXIT_BAD_INPUT)
@@ -210,10 +220,49 @@ def run(
     except SweepError as e:
         print(f"gansweep: {e}", file=sys.stderr)
         return Outcome(EXIT_BAD_INPUT)
-    return _fit(sweep, storage, args)
+    if exists and not restore:
+        set_aside(storage, sweep.name)
+    return _fit(sweep, storage, args, restore)
 
 
-def _fit(sweep: Sweep, storage: str, args: argparse.Namespace) -> Outcome:
+def check_unchanged(sweep: Sweep, path: str) -> None:
+    """Refuse to resume a sweep whose declaration differs from the one it was started with
+    (``sweep.json``): the stored trials would silently answer another question."""
+    stored = read_text(path, SWEEP_RECORD)
+    if stored is None:
+        print(
+            f"warning: {path} has no {SWEEP_RECORD} (started by an older gansweep); "
+            "cannot check that the sweep is unchanged",
+            file=sys.stderr,
+        )
+        return
+    diff = differences(json.loads(stored), record(sweep))
+    if diff:
+        raise SweepError(
+            f"--resume: the sweep {sweep.name!r} differs from the one stored in {path}: "
+            + "; ".join(diff)
+            + ". Resume it unchanged, or run the changed sweep under another --storage or name"
+        )
+
+
+def set_aside(storage: str, name: str) -> str:
+    """Move an experiment directory that Tune never recorded a state in (the driver died
+    first) out of the way, so the sweep starts afresh and no half-run trial is collected."""
+    import pyarrow.fs
+
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    fs, root = pyarrow.fs.FileSystem.from_uri(storage if "://" in storage else "file://" + storage)
+    src, dest = f"{root.rstrip('/')}/{name}", f"{root.rstrip('/')}/.{name}.interrupted-{stamp}"
+    fs.move(src, dest)
+    print(
+        f"gansweep: {storage}/{name} holds no experiment state (the last run stopped before "
+        f"Tune recorded one); it was moved to {dest} and the sweep starts afresh",
+        file=sys.stderr,
+    )
+    return dest
+
+
+def _fit(sweep: Sweep, storage: str, args: argparse.Namespace, restore: bool) -> Outcome:
     from ray import tune
 
     import analysis
@@ -237,9 +286,11 @@ def _fit(sweep: Sweep, storage: str, args: argparse.Namespace) -> Outcome:
             make_trainable(sweep.metric, sweep.penalty),
             {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu},
         )
-    if args.resume:
+    interrupts.hide_missing_metrics_warnings()
+    if restore:
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
     else:
+        save_text(path, SWEEP_RECORD, json.dumps(record(sweep), indent=1) + "\n")
         reporter = tune.CLIReporter(
             parameter_columns=["optimizer", "dataset", "lr_d", "lr_g", "seed"],
             metric_columns=["step", OBJECTIVE, "diverged"],
@@ -248,9 +299,10 @@ def _fit(sweep: Sweep, storage: str, args: argparse.Namespace) -> Outcome:
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
-                search_alg=CellSearcher(sweep),
+                # the searcher limits concurrency itself: Tune's ConcurrencyLimiter keeps
+                # trial ids in its checkpoint, and one lost by a killed driver holds its slot
+                search_alg=CellSearcher(sweep, path, max_concurrent=args.max_concurrent),
                 num_samples=-1,
-                max_concurrent_trials=args.max_concurrent,
                 reuse_actors=True,  # a new process per trial would import torch again (seconds)
                 trial_name_creator=_trial_name,
                 trial_dirname_creator=_trial_name,
@@ -266,9 +318,27 @@ def _fit(sweep: Sweep, storage: str, args: argparse.Namespace) -> Outcome:
                 verbose=1,
             ),
         )
-    results = tuner.fit()
+    with interrupts.watch() as interrupted:
+        results = tuner.fit()
+    if interrupted.is_set():
+        print(
+            f"\n{sweep.name}: interrupted; no table is final until every trial has ended. "
+            f"Resume with:\n  {interrupts.resume_command()}",
+            file=sys.stderr,
+        )
+        return Outcome(EXIT_INTERRUPTED, path)
     table, trials = comparison(sweep, path)
+    done = completeness.check(sweep, trials)
     text = analysis.to_markdown(table)
+    if not done.ok:
+        print(f"\n{sweep.name}: INCOMPLETE, the table below is partial (metric {sweep.metric}):")
+        print(text)
+        print(
+            f"\ngansweep: {sweep.name} is incomplete: {done.describe()}\n"
+            f"Resume with:\n  {interrupts.resume_command()}",
+            file=sys.stderr,
+        )
+        return Outcome(EXIT_INCOMPLETE, path, table, trials)
     print(f"\n{sweep.name}: {len(trials)} trials; best step size per cell (metric {sweep.metric}):")
     print(text)
     save_text(path, "summary.md", text + "\n")
@@ -314,12 +384,20 @@ def comparison(sweep: Sweep, path: str) -> tuple[Any, Any]:
     import analysis
     from sweeps.engine.objectives import OBJECTIVES
 
-    analysis.collect(path, f"{path}/results")
+    analysis.collect(path, f"{path}/results", progress=_collect_fault)
     df = analysis.load(f"{path}/results")
     df = df[df["sweep"] == sweep.name]
     penalty = sweep.penalty if sweep.penalty is not None else OBJECTIVES[sweep.metric].penalty
     table = analysis.main_table(df, "objective", penalty=penalty)
     return table, analysis.final_rows(df)
+
+
+def _collect_fault(done: int, total: int, name: str) -> None:
+    """Tests only: ``GANSWEEP_TEST_KILL_AT=collect:N`` kills the driver after N trials of the
+    end-of-sweep collection."""
+    from sweeps.engine.searcher import _fault
+
+    _fault("collect", done)
 
 
 def _trial_name(trial) -> str:
@@ -334,6 +412,7 @@ def save_text(directory: str, name: str, text: str) -> None:
 
     uri = directory if "://" in directory else "file://" + directory
     fs, root = pyarrow.fs.FileSystem.from_uri(uri)
+    fs.create_dir(root, recursive=True)
     tmp = f"{root}/.{name}.tmp"
     with fs.open_output_stream(tmp) as f:
         f.write(text.encode())

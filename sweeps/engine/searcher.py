@@ -6,17 +6,29 @@ a log-uniform range. A study's trial is dispatched to Tune as one trial per seed
 seeds have ended the study is told the mean objective over seeds (a diverged or failed seed
 counts as the objective's penalty). Cells are served round-robin, so all run concurrently in the
 one Tune experiment.
+
+Durability. With a local (or shared-mount) storage every study lives in an Optuna journal file
+and every suggestion and seed result is appended to the ledger (``sweeps.engine.ledger``)
+before Tune sees it, so the searcher's durable state is never behind Tune's experiment state.
+On restore the searcher rebuilds itself from those files and reconciles with the trials Tune
+restored: a (cell, step size, seed) that was suggested but that Tune never recorded is
+suggested again; one that Tune has is never suggested twice. With a bucket storage the studies
+and ledger are pickled into Tune's searcher checkpoint instead, and the same reconciliation
+runs against Tune's experiment state (which Tune writes just before that checkpoint).
 """
 
 from __future__ import annotations
 
+import os
 import pickle
+import sys
 from collections import deque
 from typing import Any
 
 import optuna
 from ray.tune.search import Searcher
 
+from sweeps.engine import ledger
 from sweeps.engine.objectives import OBJECTIVES
 from sweeps.engine.spec import Cell, Sweep
 from trainers import experiments
@@ -24,32 +36,136 @@ from trainers import experiments
 CELL_KEY = "sweep_cell"
 TRIAL_KEY = "sweep_trial"
 OBJECTIVE = "objective"
+FAULT_ENV = "GANSWEEP_TEST_KILL_AT"  # tests only: SIGKILL this process at a named moment
+
+Key = tuple[str, int, int]  # (cell, study trial number, seed)
 
 
 class CellSearcher(Searcher):
-    """One Optuna study per cell; the study sees the mean objective over seeds."""
+    """One Optuna study per cell; the study sees the mean objective over seeds.
 
-    def __init__(self, sweep: Sweep) -> None:
+    ``experiment`` is the Tune experiment directory (local path or URI) where the ledger and
+    the study journal live; ``max_concurrent`` limits trials in flight (None: Tune's resources
+    decide). The state is loaded lazily, on the first call from Tune, so that a restored
+    searcher (from ``tuner.pkl``, with or without Tune's searcher checkpoint) always rebuilds
+    itself from the durable files and Tune's restored trials."""
+
+    def __init__(self, sweep: Sweep, experiment: str, max_concurrent: int | None = None) -> None:
         super().__init__(metric=OBJECTIVE, mode="min")
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.sweep = sweep
+        self.experiment = experiment
+        self.max_concurrent = max_concurrent
         self.objective = OBJECTIVES[sweep.metric]
-        self.studies: dict[str, optuna.Study] = {c.name: self._study(c) for c in sweep.cells}
-        self._asked = {c.name: 0 for c in sweep.cells}
-        self._queue: deque[tuple[str, int, dict[str, float], int]] = deque()
-        self._open: dict[tuple[str, int], dict[str, Any]] = {}
-        self._live: dict[str, tuple[str, int, int]] = {}
-        self._next_cell = 0
-        self.completed: list[dict[str, Any]] = []  # one row per study trial told
+        self._local = ledger.local_dir(experiment)
+        self._snapshot: dict[str, Any] | None = None  # Tune's checkpoint (bucket storage only)
+        self._loaded = False
 
-    def _study(self, cell: Cell) -> optuna.Study:
+    # -- loading and reconciling ---------------------------------------------------------------
+
+    def _load(self) -> None:
+        """Rebuild studies, ledger, live trials and the queue; reconcile with Tune's trials."""
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self._loaded = True
+        self._next_cell = 0
+        if self._local is not None:
+            os.makedirs(self._local, exist_ok=True)
+            storage: Any = optuna.storages.JournalStorage(
+                optuna.storages.journal.JournalFileBackend(
+                    os.path.join(self._local, ledger.JOURNAL)
+                )
+            )
+            self.studies = {c.name: self._study(c, storage) for c in self.sweep.cells}
+            self.ledger = ledger.Ledger(os.path.join(self._local, ledger.LEDGER))
+            self.ledger.load()
+        elif self._snapshot is not None:
+            self.studies = self._snapshot["studies"]
+            self.ledger = ledger.Ledger(None)
+            self.ledger.events = list(self._snapshot["events"])
+        else:
+            storage = optuna.storages.InMemoryStorage()
+            self.studies = {c.name: self._study(c, storage) for c in self.sweep.cells}
+            self.ledger = ledger.Ledger(None)
+        self._snapshot = None
+        self._reconcile(ledger.tune_trials(self.experiment))
+
+    def _study(self, cell: Cell, storage: Any) -> optuna.Study:
         seed = self.sweep.sampler_seed
         if cell.lrs.searcher == "grid":
             space = {"lr": list(cell.lrs.grid), "ratio": list(cell.lrs.ratios)}
             sampler: optuna.samplers.BaseSampler = optuna.samplers.GridSampler(space, seed=seed)
         else:
             sampler = optuna.samplers.TPESampler(seed=seed)
-        return optuna.create_study(direction="minimize", sampler=sampler, study_name=cell.name)
+        return optuna.create_study(
+            storage=storage,
+            sampler=sampler,
+            direction="minimize",
+            study_name=f"{self.sweep.name}/{cell.name}",
+            load_if_exists=True,
+        )
+
+    def _reconcile(self, tune: dict[str, ledger.TuneTrial]) -> None:
+        """Derive the live trials, the results and the queue from the ledger, the studies and
+        the trials Tune restored (``tune``: empty on a fresh start)."""
+        self._dispatched: dict[str, Key] = {}
+        self._results: dict[Key, tuple[float, bool]] = {}
+        for ev in self.ledger.events:
+            key = (ev["cell"], int(ev["number"]), int(ev["seed"]))
+            if ev["event"] == "dispatch":
+                self._dispatched[ev["trial_id"]] = key
+            elif ev["event"] == "result":
+                self._results.setdefault(key, (float(ev["value"]), bool(ev["diverged"])))
+        for t in tune.values():  # Tune's state newer than a bucket-stored snapshot
+            if CELL_KEY in t.config and t.trial_id not in self._dispatched:
+                key = (t.config[CELL_KEY], int(t.config[TRIAL_KEY]), int(t.config["seed"]))
+                self._ensure_asked(key, t.config)
+                self._record_dispatch(t.trial_id, key)
+            key = self._dispatched.get(t.trial_id)
+            if key and key not in self._results and t.status == "TERMINATED" and t.last_result:
+                self._record_result(key, t.last_result, error=False)  # ended, result unseen
+        self._live: dict[str, Key] = {}
+        live_keys = set()
+        for trial_id, key in self._dispatched.items():
+            if key not in self._results and trial_id in tune and key not in live_keys:
+                self._live[trial_id] = key
+                live_keys.add(key)
+        self._queue: deque[tuple[Key, dict[str, float]]] = deque()
+        self._asked = {}
+        dispatched_keys = set(self._dispatched.values())
+        requeued = []
+        for cell in self.sweep.cells:
+            study = self.studies[cell.name]
+            trials = study.get_trials(deepcopy=False)
+            self._asked[cell.name] = len(trials)
+            for frozen in sorted(trials, key=lambda t: t.number):
+                if frozen.state != optuna.trial.TrialState.RUNNING:
+                    continue
+                params = self._params(cell, optuna.Trial(study, frozen._trial_id))
+                for seed in self.sweep.seeds:
+                    key = (cell.name, frozen.number, seed)
+                    if key in self._results or key in live_keys:
+                        continue
+                    if key in dispatched_keys:
+                        requeued.append(key)
+                    self._queue.append((key, params))
+                self._tell_if_done(cell.name, frozen.number)
+        if requeued:
+            print(
+                f"gansweep: {len(requeued)} trial(s) were suggested but never recorded by Tune "
+                "before the driver stopped; suggesting them again: "
+                + ", ".join(f"{c} #{n} seed {s}" for c, n, s in requeued),
+                file=sys.stderr,
+            )
+
+    def _ensure_asked(self, key: Key, config: dict[str, Any]) -> None:
+        """Make the study hold trial ``key[1]`` (asked after a bucket snapshot): Optuna's grid
+        gives trial n the n-th grid point, TPE gets the trial's own step size enqueued."""
+        cell = next(c for c in self.sweep.cells if c.name == key[0])
+        study = self.studies[cell.name]
+        while len(study.get_trials(deepcopy=False)) <= key[1]:
+            if cell.lrs.searcher == "tpe":
+                ratio = config["lr_d"] / config["lr_g"]
+                study.enqueue_trial({"lr": config["lr_g"], "ratio": ratio})
+            self._params(cell, study.ask())
 
     # -- Tune's Searcher interface -------------------------------------------------------------
 
@@ -59,51 +175,83 @@ class CellSearcher(Searcher):
         return True
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if not self._loaded:
+            self._load()
+        if self.max_concurrent is not None and len(self._live) >= self.max_concurrent:
+            return None
         if not self._queue:
             self._ask_next()
         if not self._queue:
             return Searcher.FINISHED if self._exhausted() else None
-        cell_name, number, params, seed = self._queue.popleft()
+        key, params = self._queue.popleft()
+        cell_name, number, seed = key
         cell = next(c for c in self.sweep.cells if c.name == cell_name)
         raw = self.sweep.trial_config(cell, params["lr"], params["ratio"], seed)
         config = experiments.resolve_config(raw)
         config[CELL_KEY] = cell_name
         config[TRIAL_KEY] = number
-        self._live[trial_id] = (cell_name, number, seed)
+        self._record_dispatch(trial_id, key)
+        self._live[trial_id] = key
+        _fault("first_suggest", 0)
+        if _fault_armed("suggest") and ledger.has_state(self.experiment):
+            _fault("suggest", 0)
         return config
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
-        if trial_id not in self._live:
+        if not self._loaded:
+            self._load()
+        key = self._live.pop(trial_id, None)
+        if key is None or key in self._results:
             return
-        cell_name, number, seed = self._live.pop(trial_id)
-        value = self.objective.of(None if error else result, self.sweep.penalty)
-        entry = self._open[(cell_name, number)]
-        entry["values"][seed] = value
-        entry["diverged"][seed] = bool(error or not result or result.get("diverged"))
-        if len(entry["values"]) < len(self.sweep.seeds):
-            return
-        values = [entry["values"][s] for s in self.sweep.seeds]
-        mean = sum(values) / len(values)
-        try:
-            self.studies[cell_name].tell(number, mean)
-        except RuntimeError as e:  # GridSampler calls study.stop() once the grid is done;
-            if "Study.stop" not in str(e):  # under ask/tell that raises after the value is stored
-                raise
-        del self._open[(cell_name, number)]
-        self.completed.append(
+        self._record_result(key, result, error)
+        self._tell_if_done(key[0], key[1])
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _record_dispatch(self, trial_id: str, key: Key) -> None:
+        self._dispatched[trial_id] = key
+        cell, number, seed = key
+        self.ledger.append(
             {
-                "cell": cell_name,
-                "study_trial": number,
-                **entry["params"],
-                "objective_mean": mean,
-                "objective_by_seed": dict(zip(self.sweep.seeds, values)),
-                "diverged_seeds": sum(entry["diverged"].values()),
+                "event": "dispatch",
+                "trial_id": trial_id,
+                "cell": cell,
+                "number": number,
+                "seed": seed,
             }
         )
 
-    # -- internals ---------------------------------------------------------------------------
+    def _record_result(self, key: Key, result: dict[str, Any] | None, error: bool) -> None:
+        value = self.objective.of(None if error else result, self.sweep.penalty)
+        diverged = bool(error or not result or result.get("diverged"))
+        self._results[key] = (value, diverged)
+        cell, number, seed = key
+        self.ledger.append(
+            {
+                "event": "result",
+                "cell": cell,
+                "number": number,
+                "seed": seed,
+                "value": value,
+                "diverged": diverged,
+            }
+        )
+
+    def _tell_if_done(self, cell_name: str, number: int) -> None:
+        """Tell the study the mean over seeds once every seed of trial ``number`` (a running
+        study trial) has ended."""
+        keys = [(cell_name, number, s) for s in self.sweep.seeds]
+        if not all(k in self._results for k in keys):
+            return
+        study = self.studies[cell_name]
+        values = [self._results[k][0] for k in keys]
+        try:
+            study.tell(number, sum(values) / len(values))
+        except RuntimeError as e:  # GridSampler calls study.stop() once the grid is done;
+            if "Study.stop" not in str(e):  # under ask/tell that raises after the value is stored
+                raise
 
     def _ask_next(self) -> None:
         """Ask the next cell (round-robin) that has step sizes left for one more study trial."""
@@ -116,9 +264,8 @@ class CellSearcher(Searcher):
             trial = self.studies[cell.name].ask()
             params = self._params(cell, trial)
             self._asked[cell.name] += 1
-            self._open[(cell.name, trial.number)] = {"params": params, "values": {}, "diverged": {}}
             for seed in self.sweep.seeds:
-                self._queue.append((cell.name, trial.number, params, seed))
+                self._queue.append(((cell.name, trial.number, seed), params))
             return
 
     @staticmethod
@@ -137,20 +284,43 @@ class CellSearcher(Searcher):
 
     # -- state for Tuner.restore -------------------------------------------------------------
 
-    def get_state(self) -> dict[str, Any]:
-        return {
-            k: getattr(self, k)
-            for k in ("studies", "_asked", "_queue", "_open", "_live", "_next_cell", "completed")
-        }
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        for k, v in state.items():
-            setattr(self, k, v)
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled into ``tuner.pkl`` and Tune's checkpoints: the declaration, never the live
+        state (rebuilt from the durable files, or from the snapshot on a bucket)."""
+        keep = ("sweep", "experiment", "max_concurrent", "objective", "_local")
+        state = {k: self.__dict__[k] for k in keep}
+        state.update(_metric=self._metric, _mode=self._mode, _snapshot=None, _loaded=False)
+        return state
 
     def save(self, checkpoint_path: str) -> None:
+        snapshot = None
+        if self._local is None and self._loaded:
+            snapshot = {"studies": self.studies, "events": self.ledger.events}
         with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.get_state(), f)
+            pickle.dump(snapshot, f)
+        _fault("searcher_save", 0)
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
-            self.set_state(pickle.load(f))
+            snapshot = pickle.load(f)
+        if self._local is None and isinstance(snapshot, dict):
+            self._snapshot = snapshot
+        self._loaded = False
+
+
+def _fault_armed(point: str) -> bool:
+    return os.environ.get(FAULT_ENV, "").partition(":")[0] == point
+
+
+def _fault(point: str, count: int) -> None:
+    """Tests only: SIGKILL this process at a named moment. ``GANSWEEP_TEST_KILL_AT=first_suggest``:
+    at the very first suggestion (Tune has written no experiment state yet); ``suggest``:
+    right after the first suggestion made once Tune has an experiment state (the suggestion is
+    in the ledger, Tune has not recorded its trial); ``searcher_save``: right after Tune's
+    checkpoint of the searcher; ``collect:N``: in the end-of-sweep collection (driver.py)."""
+    name, _, n = os.environ.get(FAULT_ENV, "").partition(":")
+    if name == point and (not n or int(n) == count):
+        import signal
+
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)

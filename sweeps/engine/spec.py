@@ -191,3 +191,44 @@ class Sweep:
 
     def total_trials(self) -> int:
         return sum(c.lrs.size() for c in self.cells) * len(self.seeds)
+
+
+# What a resume compares: everything that decides which trials run and what they compute.
+# Resources, max_failures and the name may change between runs (another cluster, more retries).
+RECORDED = ("experiment", "metric", "cells", "seeds", "fixed", "penalty", "sampler_seed")
+
+
+def record(sweep: Sweep) -> dict[str, Any]:
+    """The declaration as plain JSON data (``sweep.json`` in the experiment directory)."""
+    import dataclasses
+    import json
+
+    data = dataclasses.asdict(sweep)
+    data["cells"] = [{"name": c.name, **dataclasses.asdict(c)} for c in sweep.cells]
+    return json.loads(json.dumps({k: data[k] for k in RECORDED}, default=list))
+
+
+def differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """What differs between a stored ``record`` and the current one, in words."""
+    out = []
+    for key in RECORDED:
+        old, new = stored.get(key), current.get(key)
+        if old == new:
+            continue
+        if key == "cells":
+            before = {c["name"]: c for c in old or []}
+            after = {c["name"]: c for c in new or []}
+            for name in sorted(set(after) - set(before)):
+                out.append(f"cell {name!r} added")
+            for name in sorted(set(before) - set(after)):
+                out.append(f"cell {name!r} removed")
+            for name in sorted(set(before) & set(after)):
+                for field_name in after[name]:
+                    a, b = before[name].get(field_name), after[name][field_name]
+                    if a != b:
+                        out.append(f"cell {name!r} {field_name}: {a!r} -> {b!r}")
+            if not out and [c["name"] for c in old] != [c["name"] for c in new]:
+                out.append("the cells' order")
+        else:
+            out.append(f"{key}: {old!r} -> {new!r}")
+    return out

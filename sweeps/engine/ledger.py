@@ -1,0 +1,118 @@
+"""What survives a killed driver: the searcher's ledger and Tune's trials as last recorded.
+
+The searcher writes every suggestion and every seed's result to an append-only ledger
+(``searcher-ledger.jsonl`` in the experiment directory, fsynced) *before* Tune acts on it, and
+keeps each cell's Optuna study in a journal file beside it. Tune's experiment state is written
+every few seconds and so may lag behind; on restore the searcher compares the two
+(``sweeps.engine.searcher.CellSearcher``) and suggests again whatever Tune lost.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow.fs
+
+LEDGER = "searcher-ledger.jsonl"
+JOURNAL = "optuna-journal.log"
+STATE_GLOB = "experiment_state-*.json"
+
+
+def local_dir(path: str) -> str | None:
+    """``path`` as a local directory, or None for a URI other than file:// (a bucket)."""
+    if "://" not in path:
+        return path
+    if path.startswith("file://"):
+        return path[len("file://") :]
+    return None
+
+
+class Ledger:
+    """Append-only JSON lines; each append is on disk (fsync) before it returns. With no
+    ``path`` (a bucket storage) the events are kept in memory and pickled with the searcher."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.events: list[dict[str, Any]] = []
+
+    def load(self) -> list[dict[str, Any]]:
+        """Read the events on disk (a torn last line, from a kill mid-write, is dropped)."""
+        if self.path is None or not os.path.exists(self.path):
+            return self.events
+        with open(self.path) as f:
+            text = f.read()
+        events = []
+        for line in text.split("\n"):
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # only the last line can be torn; an empty line also lands here
+        self.events = events
+        return events
+
+    def append(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+        if self.path is None:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(event, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+@dataclass(frozen=True)
+class TuneTrial:
+    """One trial as Tune's newest experiment state records it."""
+
+    trial_id: str
+    config: dict[str, Any]
+    status: str  # PENDING, RUNNING, PAUSED, TERMINATED, ERROR
+    last_result: dict[str, Any]
+
+
+def newest_state(experiment: str) -> str | None:
+    """The path of the newest ``experiment_state-*.json`` of an experiment (local or URI)."""
+    fs, root = _fs(experiment)
+    try:
+        infos = fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    names = [i.base_name for i in infos if i.type == pyarrow.fs.FileType.File]
+    matching = fnmatch.filter(names, STATE_GLOB)
+    return f"{root}/{max(matching)}" if matching else None  # Tune's own rule: newest by name
+
+
+def has_state(experiment: str) -> bool:
+    """Whether Tune has recorded any experiment state there (what ``Tuner.restore`` needs)."""
+    return newest_state(experiment) is not None
+
+
+def tune_trials(experiment: str) -> dict[str, TuneTrial]:
+    """Every trial of Tune's newest experiment state, by trial id (empty if there is none)."""
+    from ray.tune.experiment.trial import Trial
+    from ray.tune.utils.serialization import _loads_with_cloudpickle
+
+    path = newest_state(experiment)
+    if path is None:
+        return {}
+    fs, _ = _fs(experiment)
+    with fs.open_input_stream(path) as f:
+        state = _loads_with_cloudpickle(f.readall())  # as Tune reads it
+    out = {}
+    for trial_json, metadata_json in state["trial_data"]:
+        trial = Trial.from_json_state(trial_json, stub=True)
+        trial.restore_run_metadata(metadata_json)
+        out[trial.trial_id] = TuneTrial(
+            trial.trial_id, dict(trial.config), trial.status, dict(trial.last_result or {})
+        )
+    return out
+
+
+def _fs(location: str) -> tuple[pyarrow.fs.FileSystem, str]:
+    uri = location if "://" in location else "file://" + os.path.abspath(location)
+    fs, root = pyarrow.fs.FileSystem.from_uri(uri)
+    return fs, root.rstrip("/")
