@@ -62,7 +62,7 @@ def engine(spec: Sweep) -> tuple[float, float]:
     ray.init(num_cpus=CPUS, include_dashboard=False, logging_level="WARNING")
     start = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as storage:
-        outcome = run(spec, ["--storage", storage, "--num-cpus", str(CPUS)])
+        outcome = run(spec, storage=storage, num_cpus=CPUS)
     wall = time.perf_counter() - t0
     assert outcome.code == 0
     ray.shutdown()

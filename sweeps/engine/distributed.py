@@ -19,7 +19,7 @@ from ray import tune
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from sweeps.engine.searcher import CELL_KEY, TRIAL_KEY
+from sweeps.engine import trials
 from sweeps.engine.spec import Resources
 from sweeps.engine.trainable import ReportRows, resume_dir
 from trainers import experiments, loop
@@ -45,7 +45,7 @@ def make_distributed_trainable(
     )
 
     def train_trial(config: dict[str, Any]) -> None:
-        cfg = {k: v for k, v in config.items() if k not in (CELL_KEY, TRIAL_KEY)}
+        cfg = trials.trainer_config(config)
         trainer = TorchTrainer(
             _worker,
             train_loop_config={"cfg": cfg, "metric": metric, "penalty": penalty},
