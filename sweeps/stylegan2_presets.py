@@ -29,7 +29,7 @@ from sweeps.engine.driver import (
     storage_path,
 )
 from sweeps.image_presets import GRIDS, smoke
-from trainers import experiments, optim, profiles
+from trainers import experiments, optim
 
 TINY = {"resolution": 16, "cbase": 128, "cmax": 16, "z_dim": 16, "batch_size": 4}
 PROFILE_LABEL = "nsgda-profile"
@@ -128,7 +128,7 @@ def stage_one(sweep: Sweep, argv: Sequence[str]) -> tuple[int, dict[str, float] 
         return 1, None
     (checkpoint,) = outcome.checkpoints.values()
     with checkpoint.as_directory() as local:
-        profile = profiles.checkpoint_profile(local)
+        profile = optim.checkpoint_profile(local)
     save_text(path, PROFILE_FILE, json.dumps(profile, indent=1, sort_keys=True) + "\n")
     print(f"stage 1: wrote {len(profile)} layer scales to {path}/{PROFILE_FILE}")
     return 0, profile

@@ -13,7 +13,8 @@ from ray import tune
 
 from sweeps.engine.objectives import OBJECTIVES
 from sweeps.engine.searcher import CELL_KEY, OBJECTIVE, TRIAL_KEY
-from trainers import experiments, loop, provenance
+from trainers import experiments
+from trainers.trial import loop, provenance
 
 
 class ReportRows:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trainers.atomic import atomic_write
+from trainers.trial.atomic import atomic_write
 
 DATASETS = ("cifar10", "stl10", "ffhq", "lsun_church", "folder", "generated")
 NATIVE_RESOLUTION = {"cifar10": 32, "stl10": 48}

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from trainers import losses, models
+from trainers import models
 from trainers.config import Field
 from trainers.experiments.image_gan import (
     ImageGAN,
@@ -23,6 +23,7 @@ from trainers.experiments.image_gan import (
     set_grads,
 )
 from trainers.experiments.image_gan import check_data as check_data  # re-export
+from trainers.losses import minimax
 
 FIELDS: dict[str, Field] = image_fields(
     "dcgan", z_dim=100, steps=78_125, lr_decay="none", n_dis=1, decay_steps=None
@@ -53,7 +54,7 @@ class DCGAN(ImageGAN):
         real = self.real(n)
         with torch.no_grad():
             fake = G(self.latents(n))
-        loss = losses.d_loss(D(real), D(fake))
+        loss = minimax.d_loss(D(real), D(fake))
         set_grads(D, loss)
         self.optimizers["D"].step()
         return loss.detach()
@@ -62,7 +63,7 @@ class DCGAN(ImageGAN):
         self.apply_lr()
         loss_d = torch.stack([self.d_step() for _ in range(self.cfg["n_dis"])]).mean()
         G, D = self.players["G"], self.players["D"]
-        loss_g = losses.g_loss_nonsaturating(D(G(self.latents(self.batch_size))))
+        loss_g = minimax.g_loss_nonsaturating(D(G(self.latents(self.batch_size))))
         set_grads(G, loss_g)
         self.optimizers["G"].step()
         self.g_steps += 1

@@ -16,13 +16,13 @@ in the graph; with decay 0.01 the difference is tiny, and it keeps data-parallel
 Reports ``loss_d``, ``loss_g``, the last ``loss_r1``, ``loss_pl``, ``pl_mean`` (and ``augment_p``).
 
 Augmentation (off by default): ``augment: "ada"`` puts every image D sees (real and fake, in
-all four phases; R1's gradient is taken at the un-augmented image) through ``trainers.augment``
+all four phases; R1's gradient is taken at the un-augmented image) through ``trainers.data.augment``
 with probability p, adapted every ``ada_interval`` D steps towards E[sign D(real)] =
 ``ada_target`` (0.6) at a speed of ``ada_kimg`` (500) kimg from 0 to 1; ``"fixed"`` keeps
 ``augment_p``.
 
 Scale profiles: ``optimizer_options.scales`` may be one profile for both players, keyed
-``"G/<layer>"`` and ``"D/<layer>"`` (a file written by ``trainers.profiles``) or a mapping of that
+``"G/<layer>"`` and ``"D/<layer>"`` (a file written by ``python -m trainers profile``) or a mapping of that
 form; each player's optimizer gets its own part.
 """
 
@@ -37,8 +37,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainers import augment, distributed, models, optim
+from trainers import distributed, models, optim
 from trainers.config import Field
+from trainers.data import augment
 from trainers.experiments.image_gan import (
     ImageGAN,
     check_image_config,
@@ -48,7 +49,7 @@ from trainers.experiments.image_gan import (
     resolution_of,
 )
 from trainers.experiments.image_gan import check_data as check_data  # re-export
-from trainers.losses import g_loss_nonsaturating
+from trainers.losses.minimax import g_loss_nonsaturating
 from trainers.models.stylegan2 import Generator
 
 RESOLUTIONS = (8, 16, 32, 64, 128, 256)
@@ -84,7 +85,7 @@ FIELDS: dict[str, Field] = {
         "none",
         str,
         choices=("none", "ada", "fixed"),
-        help="augment D's inputs (trainers.augment, 'bgc'): 'ada' adapts p, 'fixed' keeps it",
+        help="augment D's inputs (trainers.data.augment, 'bgc'): 'ada' adapts p, 'fixed' keeps it",
     ),
     "augment_p": Field(0.0, float, low=0.0, high=1.0, help="p for 'fixed'; the start for 'ada'"),
     "ada_target": Field(0.6, float, low=-1.0, high=1.0, help="target of E[sign D(real)]"),

@@ -34,7 +34,7 @@ from cleanfid.fid import frechet_distance, kernel_distance
 from cleanfid.resize import build_resizer
 from filelock import FileLock
 
-from trainers.atomic import atomic_write
+from trainers.trial.atomic import atomic_write
 
 MODE = "clean"
 INCEPTION_NAME = "inception_v3"

@@ -18,9 +18,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from trainers import checkpoint, experiments, loop, provenance
-from trainers.atomic import atomic_write
+from trainers import experiments
 from trainers.config import ConfigError
+from trainers.trial import checkpoint, loop, provenance
+from trainers.trial.atomic import atomic_write
 
 RESULTS = "results.jsonl"
 TRIAL = "trial.json"
