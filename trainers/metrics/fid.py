@@ -306,10 +306,11 @@ def _download(url: str, target: Path, timeout: float = 60.0) -> None:
     with FileLock(str(target) + ".lock"):
         if target.is_file():
             return
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
+        with (
+            urllib.request.urlopen(url, timeout=timeout) as r,
+            atomic_write(target, "wb", sync=False) as f,
+        ):
             shutil.copyfileobj(r, f)
-        os.replace(tmp, target)
 
 
 def fetch(cache: Path, weights: Path) -> None:

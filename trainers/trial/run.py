@@ -133,9 +133,8 @@ def run_trial(
         images = out / IMAGES
         images.mkdir(exist_ok=True)
         for name, fig in figures.items():
-            tmp = images / f".{name}_step{step:09d}.png"
-            fig.savefig(tmp, format="png", dpi=80)
-            os.replace(tmp, images / f"{name}_step{step:09d}.png")
+            with atomic_write(images / f"{name}_step{step:09d}.png", "wb", sync=False) as f:
+                fig.savefig(f, format="png", dpi=80)
 
     try:
         last = loop.train(
