@@ -159,8 +159,8 @@ class ImageGAN(Experiment):
         ).to(self.device)
         self.players = {"G": G.to(self.device), "D": D.to(self.device)}
         self.optimizers = {
-            "G": self._optimizer(G, cfg["lr_g"]),
-            "D": self._optimizer(D, cfg["lr_d"]),
+            "G": self._optimizer("G", G, cfg["lr_g"]),
+            "D": self._optimizer("D", D, cfg["lr_d"]),
         }
         self.base_lr = {"G": cfg["lr_g"], "D": cfg["lr_d"]}
         self.rng = torch.Generator().manual_seed(cfg["seed"])
@@ -173,7 +173,8 @@ class ImageGAN(Experiment):
         self._reference: fidlib.Reference | None = None
         self._grid: torch.Tensor | None = None
 
-    def _optimizer(self, module: nn.Module, lr: float) -> optim.Graft:
+    def _optimizer(self, player: str, module: nn.Module, lr: float) -> optim.Graft:
+        """The optimizer of ``player`` ("G" or "D"), network ``module``, step size ``lr``."""
         c = self.cfg
         return optim.build(c["optimizer"], module, lr, c["granularity"], **c["optimizer_options"])
 

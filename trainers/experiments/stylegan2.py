@@ -177,6 +177,8 @@ class StyleGAN2(ImageGAN):
             cbase=cfg["cbase"],
             cmax=cfg["cmax"],
             seed=cfg["seed"],
+            noise=distributed.sample_noise,  # this rank's rows of the global batch's noise
+            batch_mean=distributed.batch_mean,  # w_avg follows the global batch
         )
         self.intervals = {"G": cfg["pl_interval"], "D": cfg["r1_interval"]}
         super().__init__(cfg, G, D)
@@ -196,8 +198,8 @@ class StyleGAN2(ImageGAN):
                 p=cfg["augment_p"],
             )
 
-    def _optimizer(self, module: nn.Module, lr: float) -> optim.Graft:
-        c, player = self.cfg, module.player
+    def _optimizer(self, player: str, module: nn.Module, lr: float) -> optim.Graft:
+        c = self.cfg
         lr, options = lazy_options(
             c["optimizer"], lr, c["optimizer_options"], self.intervals[player]
         )
