@@ -16,29 +16,12 @@ from trainers import models
 from trainers.config import Field
 from trainers.experiments.image_gan import (
     ImageGAN,
-    check_image_config,
-    defaults_for,
+    ImageGANSpec,
     image_fields,
     optimizer_table,
     set_grads,
 )
-from trainers.experiments.image_gan import check_data as check_data  # re-export
 from trainers.losses import minimax
-
-FIELDS: dict[str, Field] = image_fields(
-    "dcgan", z_dim=100, steps=78_125, lr_decay="none", n_dis=1, decay_steps=None
-)
-
-_DEFAULTS = optimizer_table(betas=(0.5, 0.999))
-
-
-def optimizer_defaults(optimizer: str) -> dict[str, Any]:
-    """Per-optimizer defaults (step sizes, Adam's betas)."""
-    return defaults_for(_DEFAULTS, optimizer)
-
-
-def check_config(cfg: dict[str, Any]) -> None:
-    check_image_config(cfg, (32,))
 
 
 class DCGAN(ImageGAN):
@@ -70,6 +53,15 @@ class DCGAN(ImageGAN):
         return {"loss_d": loss_d, "loss_g": loss_g.detach()}
 
 
-def build(cfg: dict[str, Any]) -> DCGAN:
-    """The experiment of a resolved config."""
-    return DCGAN(cfg)
+class DCGANSpec(ImageGANSpec):
+    """``experiment: "dcgan"``."""
+
+    name = "dcgan"
+    fields: dict[str, Field] = image_fields(
+        "dcgan", z_dim=100, steps=78_125, lr_decay="none", n_dis=1, decay_steps=None
+    )
+    defaults = optimizer_table(betas=(0.5, 0.999))
+    resolutions = (32,)
+
+    def build(self, cfg: dict[str, Any]) -> DCGAN:
+        return DCGAN(cfg)

@@ -25,6 +25,7 @@ from trainers import distributed, models, optim
 from trainers.config import Field
 from trainers.data import mog as data
 from trainers.experiments.base import Experiment
+from trainers.experiments.spec import ExperimentSpec
 from trainers.losses import minimax
 from trainers.metrics.modes import mode_metrics, scatter_figure
 
@@ -65,11 +66,6 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "nsgda": {"lr_d": 1e-3, "lr_g": 1e-3},
     "graft": {"lr_d": 1e-4, "lr_g": 1e-4},
 }
-
-
-def optimizer_defaults(optimizer: str) -> dict[str, Any]:
-    """Per-optimizer defaults (learning rates, Adam's betas)."""
-    return {k: (dict(v) if isinstance(v, dict) else v) for k, v in _DEFAULTS[optimizer].items()}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -186,6 +182,16 @@ def _set_grads(module: torch.nn.Module, grads: tuple[torch.Tensor, ...]) -> None
         p.grad = g
 
 
-def build(cfg: dict[str, Any]) -> MixtureOfGaussians:
-    """The experiment of a resolved config."""
-    return MixtureOfGaussians(cfg)
+class MixtureOfGaussiansSpec(ExperimentSpec):
+    """``experiment: "mog"``."""
+
+    name = "mog"
+    fields = FIELDS
+
+    def optimizer_defaults(self, optimizer: str) -> dict[str, Any]:
+        """Per-optimizer defaults (learning rates, Adam's betas)."""
+        table = _DEFAULTS[optimizer]
+        return {k: (dict(v) if isinstance(v, dict) else v) for k, v in table.items()}
+
+    def build(self, cfg: dict[str, Any]) -> MixtureOfGaussians:
+        return MixtureOfGaussians(cfg)

@@ -42,13 +42,11 @@ from trainers.config import Field
 from trainers.data import augment
 from trainers.experiments.image_gan import (
     ImageGAN,
-    check_image_config,
-    defaults_for,
+    ImageGANSpec,
     image_fields,
     optimizer_table,
     resolution_of,
 )
-from trainers.experiments.image_gan import check_data as check_data  # re-export
 from trainers.losses.minimax import g_loss_nonsaturating
 from trainers.models.stylegan2 import Generator
 
@@ -93,18 +91,9 @@ FIELDS: dict[str, Field] = {
     "ada_interval": Field(4, int, low=1, help="adjust p every this many D steps"),
 }
 
-_DEFAULTS = optimizer_table(betas=(0.0, 0.99), lr=0.0025)
+_DEFAULTS = optimizer_table(betas=(0.0, 0.99), lr=0.0025)  # Adam family: eps 1e-8 too
 for _name in ("adam", "ada-nsgda", "adadir"):
     _DEFAULTS[_name]["optimizer_options"] = {"betas": [0.0, 0.99], "eps": 1e-8}
-
-
-def optimizer_defaults(optimizer: str) -> dict[str, Any]:
-    """Per-optimizer defaults: Adam family lr 0.0025, betas (0, 0.99), eps 1e-8."""
-    return defaults_for(_DEFAULTS, optimizer)
-
-
-def check_config(cfg: dict[str, Any]) -> None:
-    check_image_config(cfg, RESOLUTIONS)
 
 
 # -- pieces with one job each (tested on their own) ---------------------------------------------
@@ -332,6 +321,13 @@ class StyleGAN2(ImageGAN):
             self.ada.load_state_dict(state["ada"])
 
 
-def build(cfg: dict[str, Any]) -> StyleGAN2:
-    """The experiment of a resolved config."""
-    return StyleGAN2(cfg)
+class StyleGAN2Spec(ImageGANSpec):
+    """``experiment: "stylegan2"``."""
+
+    name = "stylegan2"
+    fields = FIELDS
+    defaults = _DEFAULTS
+    resolutions = RESOLUTIONS
+
+    def build(self, cfg: dict[str, Any]) -> StyleGAN2:
+        return StyleGAN2(cfg)
