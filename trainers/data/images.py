@@ -285,9 +285,6 @@ def decode_image(blob: bytes, label: str, resolution: int) -> np.ndarray:
         raise ImageDataError(f"cannot read image {label}: {type(e).__name__}: {e}") from e
 
 
-_decode = decode_image  # the former name
-
-
 def generated(seed: int, size: int = 1024, resolution: int = 32, blobs: int = 3) -> ImageData:
     """``size`` images of soft coloured blobs on a plain background, fixed by ``seed``."""
     g = torch.Generator().manual_seed(seed)
