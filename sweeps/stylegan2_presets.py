@@ -30,7 +30,6 @@ from sweeps.engine.smoke import STYLEGAN2
 from sweeps.engine.tuner import EXIT_BAD_INPUT
 from sweeps.image_presets import GRIDS, smoke
 from trainers import experiments, optim
-from trainers.optim.profile import checkpoint_profile
 
 TINY = STYLEGAN2  # 16 px, tiny channels (sweeps.engine.smoke)
 PROFILE_LABEL = "nsgda-profile"
@@ -130,7 +129,7 @@ def stage_one(sweep: Sweep, args: argparse.Namespace) -> tuple[int, dict[str, fl
         return 1, None
     (checkpoint,) = outcome.checkpoints.values()
     with checkpoint.as_directory() as local:
-        profile = checkpoint_profile(local)
+        profile = optim.checkpoint_profile(local)
     storage.write_text(path, PROFILE_FILE, json.dumps(profile, indent=1, sort_keys=True) + "\n")
     print(f"stage 1: wrote {len(profile)} layer scales to {path}/{PROFILE_FILE}")
     return 0, profile

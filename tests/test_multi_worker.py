@@ -13,7 +13,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from sweeps.engine import Cell, Resources, StepSizes, Sweep, run
-from trainers import checkpoint, distributed, experiments, loop, optim
+from trainers import distributed, experiments, optim
+from trainers.trial import checkpoint, loop
 
 MOG = {
     "experiment": "mog",

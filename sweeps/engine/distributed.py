@@ -22,7 +22,8 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from sweeps.engine import trials
 from sweeps.engine.spec import Resources
 from sweeps.engine.trainable import ReportRows, resume_dir
-from trainers import experiments, loop
+from trainers import experiments
+from trainers.trial import loop
 
 TRAIN_DIR = "_train"  # Train runs of a sweep: <storage>/<sweep>/_train/<trial id>
 

@@ -14,7 +14,8 @@ from ray import tune
 from sweeps.engine import trials
 from sweeps.engine.objectives import OBJECTIVES
 from sweeps.engine.searcher import OBJECTIVE
-from trainers import experiments, loop, provenance
+from trainers import experiments
+from trainers.trial import loop, provenance
 
 
 class ReportRows:
