@@ -65,8 +65,13 @@ def listing(fs: pafs.FileSystem, path: str) -> list[pafs.FileInfo]:
 def write_atomic(fs: pafs.FileSystem, path: str, write: Callable[[Any], None]) -> None:
     """``write(stream)`` into a hidden temporary beside ``path``, then move it into place."""
     tmp = posixpath.join(posixpath.dirname(path), "." + posixpath.basename(path) + ".tmp")
-    with fs.open_output_stream(tmp) as f:
-        write(f)
+    try:
+        with fs.open_output_stream(tmp) as f:
+            write(f)
+    except BaseException:
+        if fs.get_file_info(tmp).type == pafs.FileType.File:
+            fs.delete_file(tmp)
+        raise
     fs.move(tmp, path)
 
 
