@@ -98,6 +98,7 @@ def parse(doc: str, text: str) -> list[Block]:
     """The fenced blocks of one Markdown file, with the marker comment directly above each."""
     lines = text.splitlines()
     blocks: list[Block] = []
+    used: set[int] = set()
     i = 0
     while i < len(lines):
         m = FENCE.match(lines[i])
@@ -118,13 +119,18 @@ def parse(doc: str, text: str) -> list[Block]:
         above = start - 1
         marker = MARKER.match(lines[above]) if above >= 0 else None
         if marker:
+            used.add(above)
             d = directives(marker["body"], f"{doc}:{above + 1}")
-            block.skip = d.get("skip")  # type: ignore[assignment]
-            nc = d.get("not code")
-            block.not_code = None if nc is None else ("not code" if nc is True else str(nc))
-            block.slow = bool(d.get("slow"))
-            block.name, block.after, block.save = d.get("name"), d.get("after"), d.get("save")  # type: ignore[assignment]
+            text_of = {k: str(v) for k, v in d.items() if v is not True}
+            block.skip, block.name = text_of.get("skip"), text_of.get("name")
+            block.after, block.save = text_of.get("after"), text_of.get("save")
+            if "not code" in d:
+                block.not_code = text_of.get("not code", "not code")
+            block.slow = "slow" in d
         blocks.append(block)
+    for n, line in enumerate(lines):
+        if n not in used and MARKER.match(line):
+            raise ParseError(f"{doc}:{n + 1}: a readme-test comment not directly above a fence")
     return blocks
 
 
@@ -221,6 +227,8 @@ def execute(block: Block, cwd: Path) -> None:
         path = cwd / block.save
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(block.code)
+        if block.lang in PYTHON:
+            compile(block.code, f"{block.id} (saved as {block.save})", "exec")
         return
     if block.lang in PYTHON:
         cmd = [sys.executable, "-c", block.code]
