@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from analysis import schema
+from analysis import schema, storage
 
 TUNE_RESULT, TUNE_PARAMS = "result.json", "params.json"
 PLAIN_RESULT, PLAIN_TRIAL = "results.jsonl", "trial.json"
@@ -53,15 +53,6 @@ TUNE_DROP = {
 }
 
 Progress = Callable[[int, int, str], None]
-
-
-def filesystem(location: str) -> tuple[pafs.FileSystem, str]:
-    """A pyarrow filesystem and the path inside it, for a local path or a URI (s3://, file://)."""
-    location = str(location)
-    if "://" in location:
-        fs, path = pafs.FileSystem.from_uri(location)
-        return fs, path.rstrip("/") or "/"
-    return pafs.LocalFileSystem(), posixpath.abspath(location)
 
 
 @dataclass(frozen=True)
@@ -98,13 +89,6 @@ class Collected:
     statuses: dict[str, int] = field(default_factory=dict)
 
 
-def _listing(fs: pafs.FileSystem, path: str) -> list[pafs.FileInfo]:
-    try:
-        return fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-
-
 def _trial_of(
     fs: pafs.FileSystem, path: str, infos: list[pafs.FileInfo], root: str
 ) -> Trial | None:
@@ -124,14 +108,14 @@ def _trial_of(
 
 def find_trials(source: str) -> list[Trial]:
     """Every trial directory under ``source`` (a trial, an experiment, or a tree of them)."""
-    fs, root = filesystem(source)
+    fs, root = storage.filesystem(source)
     info = fs.get_file_info(root)
     if info.type != pafs.FileType.Directory:
         raise FileNotFoundError(f"collect: {source} is not a directory")
     found: list[Trial] = []
 
     def walk(path: str, depth: int) -> None:
-        infos = _listing(fs, path)
+        infos = storage.listing(fs, path)
         trial = _trial_of(fs, path, infos, root)
         if trial is not None:
             found.append(trial)
@@ -148,8 +132,7 @@ def find_trials(source: str) -> list[Trial]:
 
 
 def _read_text(fs: pafs.FileSystem, path: str) -> str:
-    with fs.open_input_stream(path) as f:
-        return f.read().decode("utf-8", errors="replace")
+    return storage.read_bytes(fs, path).decode("utf-8", errors="replace")
 
 
 def _json_lines(text: str) -> Iterator[dict[str, Any]]:
@@ -169,12 +152,23 @@ def _json_lines(text: str) -> Iterator[dict[str, Any]]:
 
 
 def _config_columns(config: dict[str, Any]) -> dict[str, Any]:
+    """Columns of a trial's config: a sweep trial's is ``{"cell", "study_trial", "trainer"}``
+    (``sweeps.engine.trials``); a plain run's, or an older sweep's, the trainer config itself."""
+    ids: dict[str, Any] = {}
+    if isinstance(config.get("trainer"), dict):
+        ids = {"cell": config.get("cell"), "study_trial": config.get("study_trial")}
+        config = config["trainer"]
+    elif CELL_KEY in config:  # sweeps before the ids moved beside the trainer config
+        ids = {"cell": config[CELL_KEY], "study_trial": config.get("sweep_trial")}
+        config = {k: v for k, v in config.items() if k not in (CELL_KEY, "sweep_trial")}
     out: dict[str, Any] = {}
     for k, v in config.items():
         if isinstance(v, (dict, list, tuple)):
             v = json.dumps(v, sort_keys=True)
         out[k if k in CORE_CONFIG else f"config/{k}"] = v
-    out["cell"] = config.get(CELL_KEY) or config.get("optimizer")
+    out["cell"] = ids.get("cell") or config.get("optimizer")
+    if ids.get("study_trial") is not None:
+        out["study_trial"] = int(ids["study_trial"])
     return out
 
 
@@ -301,13 +295,6 @@ def _text(v: Any) -> str:
     return str(v)
 
 
-def _write_atomic(fs: pafs.FileSystem, path: str, write: Callable[[Any], None]) -> None:
-    tmp = posixpath.join(posixpath.dirname(path), "." + posixpath.basename(path) + ".tmp")
-    with fs.open_output_stream(tmp) as f:
-        write(f)
-    fs.move(tmp, path)
-
-
 def _read_manifest(fs: pafs.FileSystem, dest: str) -> dict[str, Any]:
     path = f"{dest}/{MANIFEST}"
     if fs.get_file_info(path).type != pafs.FileType.File:
@@ -329,7 +316,7 @@ def collect(source: str | Iterable[str], dest: str, progress: Progress | None = 
     """
     from analysis.load import read_part
 
-    dfs, droot = filesystem(dest)
+    dfs, droot = storage.filesystem(dest)
     dfs.create_dir(droot, recursive=True)
     manifest = _read_manifest(dfs, droot)
     trials = [t for s in _sources(source) for t in find_trials(s)]
@@ -349,7 +336,7 @@ def collect(source: str | Iterable[str], dest: str, progress: Progress | None = 
             status, rows = ("errored" if errored else "running"), 0
             if len(new):  # a trial without a report yet has no part file
                 table = to_arrow(with_status(new, errored))
-                _write_atomic(dfs, part, lambda f, t=table: pq.write_table(t, f))
+                storage.write_atomic(dfs, part, lambda f, t=table: pq.write_table(t, f))
                 status, rows = table.column("status")[0].as_py(), table.num_rows
             manifest[trial.key] = {
                 "signature": trial.signature(),
@@ -371,4 +358,4 @@ def collect(source: str | Iterable[str], dest: str, progress: Progress | None = 
 
 def _save_manifest(fs: pafs.FileSystem, dest: str, manifest: dict[str, Any]) -> None:
     data = json.dumps({"version": 1, "trials": manifest}, indent=1, sort_keys=True).encode()
-    _write_atomic(fs, f"{dest}/{MANIFEST}", lambda f: f.write(data))
+    storage.write_atomic(fs, f"{dest}/{MANIFEST}", lambda f: f.write(data))

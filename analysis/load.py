@@ -8,7 +8,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from analysis import schema
-from analysis.collect import filesystem
+from analysis.storage import filesystem
 
 
 def _types(t: pa.DataType) -> object | None:

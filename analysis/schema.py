@@ -88,7 +88,6 @@ COLUMNS: tuple[Column, ...] = (
 )
 
 FIXED: dict[str, Column] = {c.name: c for c in COLUMNS}
-INT_COLUMNS = {c.name for c in COLUMNS if c.type == INT}
 
 
 class SchemaError(ValueError):

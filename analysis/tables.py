@@ -9,7 +9,7 @@ metrics are only compared under one evaluation protocol (``ProtocolError`` other
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -171,6 +171,14 @@ def step_size_table(
     return pd.DataFrame(rows)
 
 
+def penalised_mean(values: Sequence[float | None], penalty: float) -> float:
+    """How a step size is scored over its seeds: the mean, each failed seed (None or NaN: it
+    diverged or errored) counted as ``penalty``. A sweep's searcher tells each Optuna study this
+    value and its table ranks step sizes by it, so both choose the same step size."""
+    vals = [penalty if v is None or math.isnan(v) else float(v) for v in values]
+    return sum(vals) / len(vals) if vals else math.nan
+
+
 def main_table(
     df: pd.DataFrame,
     metric: str = "fid",
@@ -181,7 +189,8 @@ def main_table(
     """Per (group, cell): the step size with the best mean final metric over seeds.
 
     A diverged or errored seed has no value; with ``penalty`` it counts as that value when
-    ranking step sizes, without one a step size with fewer failed seeds always ranks first.
+    ranking step sizes (``penalised_mean``, in column ``score``), without one a step size with
+    fewer failed seeds always ranks first.
     ``ratio`` is the mean divided by the ``reference`` cell's mean in the same group.
     FID-like metrics need one protocol per group (see ``step_size_table``).
     """
@@ -192,9 +201,15 @@ def main_table(
     sign = -1.0 if m.higher_is_better else 1.0
     failed = steps["diverged"] + steps["errored"]
     if penalty is not None:
-        total = steps["mean"].fillna(0.0) * steps["n"] + penalty * failed
-        score = total / (steps["n"] + failed).replace(0, np.nan)
-        steps = steps.assign(_rank0=0.0, _rank1=sign * score, _nan=score.isna())
+        score = pd.Series(
+            [
+                penalised_mean([m] * n + [None] * f, penalty)
+                for m, n, f in zip(steps["mean"], steps["n"], failed, strict=True)
+            ],
+            index=steps.index,
+            dtype=float,
+        )
+        steps = steps.assign(score=score, _rank0=0.0, _rank1=sign * score, _nan=score.isna())
     else:
         steps = steps.assign(
             _rank0=steps["failed_share"].fillna(1.0),

@@ -2,7 +2,7 @@
 
 Bimodal nsgda trials (4 step sizes x S seeds; ``--steps`` sets their length, about 7 s each at
 16000 steps on this 2-core CPU) run by the engine on a local Ray with 2 CPUs and one after
-another in this process through ``trainers.loop.train``. Prints the wall times, their ratio for
+another in this process through ``trainers.trial.loop.train``. Prints the wall times, their ratio for
 N = 16 trials (target <= 0.7: parallelism must beat overhead) and the engine's overhead per trial
 (target < 1 s), two ways:
 
@@ -22,7 +22,8 @@ import tempfile
 import time
 
 from sweeps.engine import Cell, StepSizes, Sweep, run
-from trainers import experiments, loop
+from trainers import experiments
+from trainers.trial import loop
 
 CPUS = 2
 
@@ -62,7 +63,7 @@ def engine(spec: Sweep) -> tuple[float, float]:
     ray.init(num_cpus=CPUS, include_dashboard=False, logging_level="WARNING")
     start = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as storage:
-        outcome = run(spec, ["--storage", storage, "--num-cpus", str(CPUS)])
+        outcome = run(spec, storage=storage, num_cpus=CPUS)
     wall = time.perf_counter() - t0
     assert outcome.code == 0
     ray.shutdown()

@@ -2,7 +2,7 @@
 
 A local study (plain processes, no Ray): nsgda at its defaults and sgda at lr_D/lr_G in
 {0.1, 1, 10} (lr_D 1), each for seeds 0 .. N-1. Every trial runs through
-``trainers.run.run_trial`` in ``OUT/<config>_seed<s>`` (rerunning resumes unfinished trials and
+``trainers.trial.run.run_trial`` in ``OUT/<config>_seed<s>`` (rerunning resumes unfinished trials and
 reuses finished ones); a pool of processes runs them and a Markdown table of the final verdicts
 is printed and written to ``OUT/table.md``.
 
@@ -53,7 +53,7 @@ def _init_worker() -> None:
 
 
 def _run(job: tuple[dict[str, Any], str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    from trainers.run import run_trial
+    from trainers.trial.run import run_trial
 
     config, out = job
     return config, run_trial(config, out, quiet=True)

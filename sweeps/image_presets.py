@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from sweeps.engine import Cell, Resources, StepSizes, Sweep, log_grid
+from sweeps.engine.smoke import IMAGES
 
 # Coarse log grids (the paper's protocol). nSGDA's lr is the absolute per-layer step, about
 # sqrt(layer size) times Adam's (whose unit step is sign-like), hence its higher range.
@@ -15,21 +16,7 @@ GRIDS = {
     "nsgda": log_grid(1e-3, 1e0, 7),
 }
 
-SMOKE = {
-    "dataset": "generated",
-    "generated_size": 64,
-    "device": "cpu",
-    "width": 0.125,
-    "batch_size": 8,
-    "steps": 6,
-    "eval_every": 3,
-    "checkpoint_every": 3,
-    "lr_decay_steps": None,
-    "fid_num_gen": 32,
-    "fid_num_gen_final": 64,
-    "fid_extractor": "randconv",
-    "kid": "never",
-}
+SMOKE = IMAGES  # generated images, tiny networks, CPU (sweeps.engine.smoke)
 
 
 def optimizer_cells(dataset: str, optimizers: tuple[str, ...] = tuple(GRIDS)) -> list[Cell]:

@@ -1,7 +1,7 @@
 """Nagarajan & Kolter's toy: GD-regulariser on vs off x sgda / nsgda / adam, several seeds.
 
 A local study (plain processes, no Ray): every (optimizer, gd_reg, seed) is one trial run by
-``trainers.run.run_trial`` in ``OUT/steps<N>/<optimizer>_gd<eta>_seed<s>``, a pool of processes
+``trainers.trial.run.run_trial`` in ``OUT/steps<N>/<optimizer>_gd<eta>_seed<s>``, a pool of processes
 runs them, and a Markdown table of the final mode coverage is printed (and written to
 ``OUT/steps<N>/table.md``). Rerunning resumes unfinished trials and reuses finished ones.
 
@@ -44,7 +44,7 @@ def _init_worker() -> None:
 
 
 def _run(job: tuple[dict[str, Any], str, bool]) -> tuple[dict[str, Any], dict[str, Any]]:
-    from trainers.run import run_trial
+    from trainers.trial.run import run_trial
 
     config, out, quiet = job
     return config, run_trial(config, out, quiet=quiet)

@@ -14,10 +14,13 @@ Results go under runs/quickstart/ (rerunning resumes and reprints the tables); t
 
 from __future__ import annotations
 
+import shlex
 import sys
 
-from sweeps.engine import Cell, StepSizes, Sweep, run
-from sweeps.engine.driver import DEFAULT_STORAGE, experiment_exists, parse_args, storage_path
+from analysis import storage
+from sweeps.engine import Cell, StepSizes, Sweep, run, smoke_version
+from sweeps.engine.cli import parser
+from sweeps.engine.driver import DEFAULT_STORAGE, storage_root
 
 SEEDS = [0, 1, 2]
 
@@ -58,23 +61,30 @@ def smoke(sweep: Sweep) -> Sweep:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(argv)
-    argv = [a for a in argv if a != "--resume"]  # each sweep below resumes when it exists
-    storage = storage_path(args.storage or f"{DEFAULT_STORAGE}/quickstart")
-    if args.storage is None:
-        argv += ["--storage", storage]
+    args = parser("The quickstart: two synthetic sweeps and their report.").parse_args(argv)
+    root = storage_root(args.storage or f"{DEFAULT_STORAGE}/quickstart")
+    command = sys.argv if argv is None else ["sweeps/quickstart.py", *argv]
+    hint = shlex.join(["python", *(a for a in command if a != "--resume")])  # a rerun resumes
     code = 0
     for sweep in (BIMODAL, MOG):
-        name = sweep.name + ("_smoke" if args.smoke else "")
-        extra = ["--resume"] if experiment_exists(storage, name) else []
-        code = run(sweep, argv + extra, smoke=smoke).code
+        if args.smoke:
+            sweep = smoke_version(sweep, smoke)
+        outcome = run(
+            sweep,
+            storage=root,
+            address=args.address,
+            resume=storage.exists(storage.join(root, sweep.name)),  # each resumes when it exists
+            max_concurrent=args.max_concurrent,
+            num_cpus=args.num_cpus,
+            resume_hint=hint,
+        )
+        code = outcome.code
         if code != 0:  # bad input, interrupted or incomplete: the next sweep waits
             break
     if code == 0:
         import analysis
 
-        report = analysis.report([storage], out=f"{storage}/report")
+        report = analysis.report([root], out=f"{root}/report")
         print(f"\nreport: {report}")
     return code
 

@@ -11,10 +11,8 @@ made by ``python -m trainers.data prepare``, in $GANSWEEP_FFHQ on the workers.
     ray submit cluster/config.yaml sweeps/stylegan2_ffhq.py -- --storage s3://BUCKET/runs
 """
 
-import sys
-
-from sweeps.engine import Resources, Sweep
-from sweeps.stylegan2_presets import cells, run_with_profile
+from sweeps.engine import Resources, Sweep, main
+from sweeps.stylegan2_presets import cells, profile_option, run_with_profile
 
 SWEEP = Sweep(
     name="stylegan2_ffhq",
@@ -27,4 +25,4 @@ SWEEP = Sweep(
 )
 
 if __name__ == "__main__":
-    sys.exit(run_with_profile(SWEEP, sys.argv[1:]))
+    main(program=lambda args: run_with_profile(SWEEP, args), options=profile_option)

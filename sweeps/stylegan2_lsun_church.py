@@ -9,10 +9,8 @@ The profile is the one ``sweeps/stylegan2_ffhq.py`` wrote under the same ``--sto
                                            [--storage URI] [--resume] [--max-concurrent N]
 """
 
-import sys
-
-from sweeps.engine import Resources, Sweep
-from sweeps.stylegan2_presets import cells, run_with_profile
+from sweeps.engine import Resources, Sweep, main
+from sweeps.stylegan2_presets import cells, profile_option, run_with_profile
 
 SWEEP = Sweep(
     name="stylegan2_lsun_church",
@@ -25,4 +23,7 @@ SWEEP = Sweep(
 )
 
 if __name__ == "__main__":
-    sys.exit(run_with_profile(SWEEP, sys.argv[1:], profile_from="stylegan2_ffhq"))
+    main(
+        program=lambda args: run_with_profile(SWEEP, args, profile_from="stylegan2_ffhq"),
+        options=profile_option,
+    )

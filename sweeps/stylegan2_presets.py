@@ -10,28 +10,28 @@ whose layer Y steps by lr * profile[Y], each over its log grid. The profile goes
 configs as a mapping, so trials on any node have it and record it with their config.
 
     python sweeps/stylegan2_ffhq.py [--profile FILE] [--smoke] [--resume] [--storage URI] ...
+
+The engine's ``--smoke`` is replaced here by ``stylegan2_smoke`` (16 px, tiny channels).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from sweeps.engine import Cell, StepSizes, Sweep, run
-from sweeps.engine.driver import (
-    EXIT_BAD_INPUT,
-    experiment_exists,
-    parse_args,
-    read_text,
-    save_text,
-    storage_path,
-)
+from analysis import storage
+from sweeps.engine import Cell, StepSizes, Sweep
+from sweeps.engine.cli import parser, run_from_args
+from sweeps.engine.driver import experiment_path
+from sweeps.engine.smoke import STYLEGAN2
+from sweeps.engine.tuner import EXIT_BAD_INPUT
 from sweeps.image_presets import GRIDS, smoke
-from trainers import experiments, optim, profiles
+from trainers import experiments, optim
 
-TINY = {"resolution": 16, "cbase": 128, "cmax": 16, "z_dim": 16, "batch_size": 4}
+TINY = STYLEGAN2  # 16 px, tiny channels (sweeps.engine.smoke)
 PROFILE_LABEL = "nsgda-profile"
 PROFILE_FILE = "profile.json"
 STAGE_ONE_SUFFIX = "_profile"
@@ -79,18 +79,21 @@ def profile_sweep(sweep: Sweep) -> Sweep:
     )
 
 
-def take_profile(argv: list[str]) -> str | None:
-    """Remove ``--profile FILE`` from ``argv`` (the engine's own options stay); return FILE."""
-    if "--profile" not in argv:
-        return None
-    i = argv.index("--profile")
-    if i + 1 >= len(argv):
-        sys.exit(
-            "--profile needs a file (profile.json of a stage 1, or python -m trainers profile)"
-        )
-    path = argv[i + 1]
-    del argv[i : i + 2]
-    return path
+def profile_option(p: argparse.ArgumentParser) -> None:
+    """The scripts' own option, beside the engine's."""
+    p.add_argument(
+        "--profile",
+        default=None,
+        metavar="FILE",
+        help="skip stage 1: the profile (profile.json of a stage 1, or python -m trainers profile)",
+    )
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The engine's options and ``--profile``."""
+    p = parser()
+    profile_option(p)
+    return p.parse_args(argv)
 
 
 def load_profile(path: str) -> dict[str, float]:
@@ -102,25 +105,23 @@ def load_profile(path: str) -> dict[str, float]:
     return profile
 
 
-def experiment_dir(name: str, argv: Sequence[str]) -> str:
+def experiment_dir(name: str, args: argparse.Namespace) -> str:
     """Where the sweep ``name`` lives for these command-line options (``--smoke`` included)."""
-    args = parse_args(argv)
-    return f"{storage_path(args.storage)}/{name}{'_smoke' if args.smoke else ''}"
+    return experiment_path(args.storage, name + ("_smoke" if args.smoke else ""))
 
 
-def stage_one(sweep: Sweep, argv: Sequence[str]) -> tuple[int, dict[str, float] | None]:
+def stage_one(sweep: Sweep, args: argparse.Namespace) -> tuple[int, dict[str, float] | None]:
     """Run stage 1 (or take its saved profile, or resume it): (exit code, profile)."""
     first = profile_sweep(sweep)
-    path = experiment_dir(first.name, argv)
-    saved = read_text(path, PROFILE_FILE)
+    path = experiment_dir(first.name, args)
+    saved = storage.read_text(path, PROFILE_FILE)
     if saved is not None:
         print(f"stage 1: using the profile in {path}/{PROFILE_FILE}")
         return 0, json.loads(saved)
-    argv = list(argv)
-    if "--resume" in argv and not experiment_exists(*path.rsplit("/", 1)):
-        argv.remove("--resume")  # stopped before stage 1 began: start it
+    if args.resume and not storage.exists(path):
+        args = argparse.Namespace(**{**vars(args), "resume": False})  # stage 1 never began
     print(f"stage 1: the ada-nsgda profile run ({first.name})")
-    outcome = run(first, argv, smoke=stylegan2_smoke)
+    outcome = run_from_args(first, args, smoke=stylegan2_smoke)
     if outcome.code:
         return outcome.code, None
     if not outcome.checkpoints:
@@ -128,20 +129,21 @@ def stage_one(sweep: Sweep, argv: Sequence[str]) -> tuple[int, dict[str, float] 
         return 1, None
     (checkpoint,) = outcome.checkpoints.values()
     with checkpoint.as_directory() as local:
-        profile = profiles.checkpoint_profile(local)
-    save_text(path, PROFILE_FILE, json.dumps(profile, indent=1, sort_keys=True) + "\n")
+        profile = optim.checkpoint_profile(local)
+    storage.write_text(path, PROFILE_FILE, json.dumps(profile, indent=1, sort_keys=True) + "\n")
     print(f"stage 1: wrote {len(profile)} layer scales to {path}/{PROFILE_FILE}")
     return 0, profile
 
 
-def run_with_profile(sweep: Sweep, argv: list[str], profile_from: str | None = None) -> int:
+def run_with_profile(
+    sweep: Sweep, args: argparse.Namespace, profile_from: str | None = None
+) -> int:
     """Stage 2 with ``--profile FILE``, else with the profile of the stage 1 named
     ``profile_from`` (another sweep's, e.g. FFHQ's for LSUN Church), else after running this
     sweep's own stage 1. Returns the exit code."""
-    file = take_profile(argv)
-    if file is None and profile_from is not None:
-        path = experiment_dir(profile_from + STAGE_ONE_SUFFIX, argv)
-        saved = read_text(path, PROFILE_FILE)
+    if args.profile is None and profile_from is not None:
+        path = experiment_dir(profile_from + STAGE_ONE_SUFFIX, args)
+        saved = storage.read_text(path, PROFILE_FILE)
         if saved is None:
             print(
                 f"gansweep: no profile at {path}/{PROFILE_FILE}: run the {profile_from} sweep "
@@ -150,15 +152,15 @@ def run_with_profile(sweep: Sweep, argv: list[str], profile_from: str | None = N
             )
             return EXIT_BAD_INPUT
         profile = json.loads(saved)
-    elif file is not None:
+    elif args.profile is not None:
         try:
-            profile = load_profile(file)
+            profile = load_profile(args.profile)
         except (OSError, ValueError) as e:
             print(f"gansweep: --profile: {e}", file=sys.stderr)
             return EXIT_BAD_INPUT
     else:
-        code, profile = stage_one(sweep, argv)
+        code, profile = stage_one(sweep, args)
         if code:
             return code
     print(f"stage 2: the comparison ({sweep.name}), nsgda with {len(profile)} layer scales")
-    return run(with_profile(sweep, profile), argv, smoke=stylegan2_smoke).code
+    return run_from_args(with_profile(sweep, profile), args, smoke=stylegan2_smoke).code

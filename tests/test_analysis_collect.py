@@ -130,7 +130,7 @@ def test_an_errored_trial_is_errored_until_it_finishes(tmp_path):
 
 
 def test_plain_process_runs_are_collected(tmp_path):
-    from trainers.run import run_trial
+    from trainers.trial.run import run_trial
 
     config = {"experiment": "bimodal", "optimizer": "nsgda", "seed": 3}
     config |= {"steps": 60, "eval_every": 20, "checkpoint_every": 60}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trainers.atomic import atomic_write
+from trainers.trial.atomic import atomic_write
 
 
 def test_success_replaces_the_file_and_leaves_no_temporary(tmp_path):

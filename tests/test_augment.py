@@ -9,8 +9,8 @@ from statistics import NormalDist
 import pytest
 import torch
 
-from trainers import augment as A
-from trainers.augment import BGC, COLUMNS, RANDOM_PER_SAMPLE, AdaController, augment
+from trainers.data import augment as A
+from trainers.data.augment import BGC, COLUMNS, RANDOM_PER_SAMPLE, AdaController, augment
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,13 +10,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainers import checkpoint, experiments
+from trainers import experiments
 from trainers.__main__ import main
 from trainers.config import ConfigError
 from trainers.data.bimodal import Sampler, latent_support, modes
 from trainers.metrics import verdict as V
 from trainers.models.bimodal import build, saturating_grads
-from trainers.run import CHECKPOINTS, RESULTS, run_trial
+from trainers.trial import checkpoint
+from trainers.trial.run import CHECKPOINTS, RESULTS, run_trial
 
 D = 20
 

@@ -9,10 +9,11 @@ import shutil
 import pytest
 import torch
 
-from trainers import experiments, models, penalties
+from trainers import experiments, models
 from trainers.experiments.wgangp import WGANGP
+from trainers.losses import wgan as penalties
 from trainers.optim import named_param_groups
-from trainers.run import run_trial
+from trainers.trial.run import run_trial
 
 SMALL = {
     "dataset": "generated",
@@ -131,7 +132,7 @@ def test_a_few_critic_steps_on_generated_images_lower_the_critic_loss():
 
 
 def test_dcgan_discriminator_steps_lower_its_loss():
-    from trainers import losses
+    from trainers.losses import minimax as losses
 
     cfg = experiments.resolve_config(
         {"experiment": "dcgan", "optimizer": "adam", "seed": 0, **SMALL, "width": 0.125}

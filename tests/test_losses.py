@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from trainers import losses
+from trainers.losses import minimax as losses
 from trainers.models import mog
 
 

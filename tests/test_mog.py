@@ -17,7 +17,7 @@ from trainers.config import ConfigError
 from trainers.data import mog as data
 from trainers.metrics.modes import mode_metrics
 from trainers.models import mog as models
-from trainers.run import run_trial
+from trainers.trial.run import run_trial
 
 TINY = {
     "experiment": "mog",

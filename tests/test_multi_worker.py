@@ -13,7 +13,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from sweeps.engine import Cell, Resources, StepSizes, Sweep, run
-from trainers import checkpoint, distributed, experiments, loop, optim
+from trainers import distributed, experiments, optim
+from trainers.trial import checkpoint, loop
 
 MOG = {
     "experiment": "mog",
@@ -293,7 +294,7 @@ def test_a_sweep_of_two_worker_trials_shows_each_trial_once(tmp_path):
         cells=[Cell("nsgda", StepSizes(grid=(1e-3, 1e-2)))],
         resources=Resources(cpu=1, workers=2),
     )
-    outcome = run(sweep, ["--storage", str(tmp_path), "--num-cpus", "2"])
+    outcome = run(sweep, storage=str(tmp_path), num_cpus=2)
     assert outcome.code == 0
     trial_dirs = [Path(p).parent for p in glob.glob(f"{tmp_path}/mw/*/result.json")]
     assert len(trial_dirs) == 2

@@ -10,10 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from trainers import experiments, optim, profiles
+from trainers import experiments, optim
 from trainers.experiments import stylegan2 as exp_mod
 from trainers.models import stylegan2
-from trainers.run import run_trial
+from trainers.optim import profile as profiles
+from trainers.trial.run import run_trial
 
 TINY = {
     "experiment": "stylegan2",
@@ -201,7 +202,7 @@ def test_profile_from_a_run_drives_nsgda(tmp_path):
     # the same numbers as scale_profile on the optimizer restored from the checkpoint
     cfg = experiments.resolve_config(_run_config(tmp_path, "ada-nsgda"))
     exp = experiments.build(cfg)
-    from trainers import checkpoint
+    from trainers.trial import checkpoint
 
     state = checkpoint.read(checkpoint.latest(tmp_path / "run" / "checkpoints"))
     exp.optimizers["G"].load_state_dict(state["experiment"]["optimizers"]["G"])
@@ -253,7 +254,7 @@ def test_ada_moves_p_by_the_sign_of_real_logits_every_interval():
 
 
 def test_augmentation_reaches_every_discriminator_input(monkeypatch):
-    """With augment "fixed", D's inputs in all four phases went through trainers.augment at
+    """With augment "fixed", D's inputs in all four phases went through trainers.data.augment at
     the configured p, with one row of uniforms per image."""
     seen = []
 

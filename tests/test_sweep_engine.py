@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sweeps.engine import Cell, Resources, StepSizes, Sweep, SweepError, run
-from sweeps.engine.driver import EXIT_BAD_INPUT
+from sweeps.engine.tuner import EXIT_BAD_INPUT
 
 SHORT = {"steps": 300, "eval_every": 100, "checkpoint_every": 100}
 
@@ -33,7 +33,7 @@ def tiny_sweep(name: str = "tiny", **changes) -> Sweep:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     storage = tmp_path_factory.mktemp("runs")
-    outcome = run(tiny_sweep(), ["--storage", str(storage), "--num-cpus", "2"])
+    outcome = run(tiny_sweep(), storage=str(storage), num_cpus=2)
     return storage, outcome
 
 
@@ -83,11 +83,29 @@ def test_each_study_is_told_the_mean_over_seeds(finished):
             assert t.value == pytest.approx(seeds["objective"].mean())
 
 
+def test_the_table_ranks_step_sizes_by_what_each_study_was_told(finished):
+    """One definition of a step size's score: the table's best per cell is the study's best
+    value, at one of the step sizes that reached it."""
+    import optuna
+
+    _, outcome = finished
+    journal = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(Path(outcome.path) / "optuna-journal.log"))
+    )
+    table = outcome.table.set_index("cell")
+    for cell in ("sgda", "nsgda"):
+        study = optuna.load_study(study_name=f"tiny/{cell}", storage=journal)
+        best = min(t.value for t in study.trials)
+        assert table.loc[cell, "score"] == pytest.approx(best)
+        at_best = [t.params["lr"] for t in study.trials if t.value == pytest.approx(best)]
+        assert any(np.isclose(table.loc[cell, "lr_g"], lr, rtol=1e-12) for lr in at_best)
+
+
 def test_rerun_without_resume_refuses_and_resume_reruns_nothing(finished, capsys):
     storage, outcome = finished
-    assert run(tiny_sweep(), ["--storage", str(storage)]).code == EXIT_BAD_INPUT
+    assert run(tiny_sweep(), storage=str(storage)).code == EXIT_BAD_INPUT
     assert "--resume" in capsys.readouterr().err
-    again = run(tiny_sweep(), ["--storage", str(storage), "--resume", "--num-cpus", "2"])
+    again = run(tiny_sweep(), storage=str(storage), resume=True, num_cpus=2)
     assert again.code == 0
     assert len(again.trials) == 8
     assert again.trials["objective"].tolist() == outcome.trials["objective"].tolist()
@@ -120,7 +138,7 @@ def test_rerun_without_resume_refuses_and_resume_reruns_nothing(finished, capsys
 )
 def test_bad_sweeps_exit_2_before_anything_is_written(tmp_path, capsys, sweep, words):
     storage = tmp_path / "runs"
-    assert run(sweep, ["--storage", str(storage)]).code == EXIT_BAD_INPUT
+    assert run(sweep, storage=str(storage)).code == EXIT_BAD_INPUT
     assert words in capsys.readouterr().err
     assert not storage.exists()
 
@@ -134,7 +152,7 @@ def test_bad_sweeps_exit_2_before_anything_is_written(tmp_path, capsys, sweep, w
 )
 def test_trials_the_cluster_cannot_hold_exit_2(tmp_path, capsys, resources, words):
     storage = tmp_path / "runs"
-    outcome = run(tiny_sweep(resources=resources), ["--storage", str(storage), "--num-cpus", "2"])
+    outcome = run(tiny_sweep(resources=resources), storage=str(storage), num_cpus=2)
     assert outcome.code == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert words in err and "cannot hold" in err and "nodes: cpu=2, gpu=0" in err
@@ -155,7 +173,7 @@ def test_a_diverging_trial_is_marked_penalised_and_the_sweep_goes_on(tmp_path):
         fixed={"steps": 100, "eval_every": 50, "checkpoint_every": 50, "eval_samples": 2000},
         cells=[Cell("sgda", StepSizes(grid=(1e6,))), Cell("adam", StepSizes(grid=(1e-4,)))],
     )
-    outcome = run(sweep, ["--storage", str(tmp_path), "--num-cpus", "2"])
+    outcome = run(sweep, storage=str(tmp_path), num_cpus=2)
     assert outcome.code == 0
     trials = outcome.trials.set_index("cell")
     assert bool(trials.loc["sgda", "diverged"]) and trials.loc["sgda", "step"] == 50

@@ -49,7 +49,7 @@ def trial_rows(storage: Path) -> dict[str, list[dict]]:
             rows = [json.loads(x) for x in (d / "result.json").read_text().splitlines() if x]
             out[
                 d.name.split("_")[0]
-                + f"_lr{rows[0]['config']['lr_g']:.0e}_s{rows[0]['config']['seed']}"
+                + f"_lr{rows[0]['config']['trainer']['lr_g']:.0e}_s{rows[0]['config']['trainer']['seed']}"
             ] = rows
     return out
 

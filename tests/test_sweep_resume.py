@@ -155,7 +155,7 @@ def test_ctrl_c_exits_130_with_the_resume_command_and_no_final_table(tmp_path, r
     assert not (storage / "resume" / "summary.csv").exists()
 
     text = finish(launch(tmp_path, storage, "--resume"))
-    assert "Could not fetch metrics" not in text
+    assert "fetch metrics" not in text  # Tune's warnings about the trials pending at Ctrl-C
     assert table(storage) == reference
     check_rows(storage)
 

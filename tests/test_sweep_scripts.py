@@ -7,8 +7,7 @@ import json
 
 import pytest
 
-from sweeps.engine import run
-from sweeps.engine.driver import smoke_version
+from sweeps.engine import run, smoke_version
 from sweeps.image_presets import smoke
 
 IMAGE_SCRIPTS = ["wgangp_cifar10", "wgangp_stl10", "dcgan_cifar10_ratio"]
@@ -28,10 +27,27 @@ def test_image_sweeps_follow_the_papers_protocol(name):
         assert cell.optimizer == "adam" and len(cell.lrs.ratios) == 8
 
 
+@pytest.mark.parametrize("name", [*IMAGE_SCRIPTS, "stylegan2_ffhq", "quickstart"])
+def test_every_sweep_has_a_small_default_smoke_version(name):
+    """``--smoke`` needs no code in a script: one step size per cell, two seeds, one CPU."""
+    module = importlib.import_module(f"sweeps.{name}")
+    for sweep in [module.SWEEP] if hasattr(module, "SWEEP") else [module.BIMODAL, module.MOG]:
+        small = smoke_version(sweep)
+        small.validate()
+        assert small.name == f"{sweep.name}_smoke"
+        assert small.total_trials() == 2 * len(sweep.cells)
+        assert small.resources.gpu == 0 and small.resources.cpu == 1
+        assert [c.optimizer for c in small.cells] == [c.optimizer for c in sweep.cells]
+        assert all(
+            len(c.lrs.grid) == 1 and c.lrs.grid[0] in o.lrs.grid
+            for c, o in zip(small.cells, sweep.cells, strict=True)
+        )
+
+
 def test_wgangp_smoke_sweep_runs_on_generated_images(tmp_path):
     from sweeps.wgangp_cifar10 import SWEEP
 
-    outcome = run(SWEEP, ["--smoke", "--storage", str(tmp_path), "--num-cpus", "2"], smoke=smoke)
+    outcome = run(smoke_version(SWEEP, smoke), storage=str(tmp_path), num_cpus=2)
     assert outcome.code == 0
     trials = outcome.trials
     assert len(trials) == 4 and (trials["step"] == 6).all()
@@ -43,7 +59,7 @@ def test_a_sweep_without_its_data_is_refused_before_ray_starts(tmp_path, capsys,
     from sweeps.wgangp_cifar10 import SWEEP
 
     monkeypatch.setenv("GANSWEEP_DATA", str(tmp_path / "data"))
-    assert run(SWEEP, ["--storage", str(tmp_path / "r"), "--num-cpus", "2"]).code == 2
+    assert run(SWEEP, storage=str(tmp_path / "r"), num_cpus=2).code == 2
     err = capsys.readouterr().err
     assert f"CIFAR-10 not found: looked for {tmp_path}/data/cifar-10-batches-py" in err
     assert "python -m trainers.data.images prepare cifar10" in err
@@ -58,7 +74,7 @@ def test_a_gpu_sweep_without_gpus_is_refused_before_it_starts(tmp_path, capsys):
 
     generated = [Cell(c.optimizer, c.lrs, "generated", c.overrides, c.label) for c in SWEEP.cells]
     sweep = replace(SWEEP, cells=generated)
-    assert run(sweep, ["--storage", str(tmp_path / "r"), "--num-cpus", "2"]).code == 2
+    assert run(sweep, storage=str(tmp_path / "r"), num_cpus=2).code == 2
     assert "cannot hold" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 
@@ -70,42 +86,42 @@ def test_stylegan2_two_stages_and_the_profile_on_another_dataset(tmp_path):
     import json
 
     from sweeps import stylegan2_ffhq, stylegan2_lsun_church
-    from sweeps.stylegan2_presets import TINY, run_with_profile
+    from sweeps.stylegan2_presets import TINY, parse, run_with_profile
     from trainers.models import stylegan2
 
     argv = ["--smoke", "--storage", str(tmp_path), "--num-cpus", "2"]
-    assert run_with_profile(stylegan2_ffhq.SWEEP, list(argv)) == 0
+    assert run_with_profile(stylegan2_ffhq.SWEEP, parse(argv)) == 0
     profile = json.loads((tmp_path / "stylegan2_ffhq_profile_smoke/profile.json").read_text())
     t = TINY  # the smoke's sizes
     G = stylegan2.Generator(t["resolution"], t["z_dim"], t["z_dim"], 2, t["cbase"], t["cmax"])
     assert {k[2:] for k in profile if k.startswith("G/")} == _layer_names(G)
     assert all(v > 0 for v in profile.values())
-    used = json.loads(_params(tmp_path, "stylegan2_ffhq_smoke", "nsgda-profile"))
+    used = json.loads(_params(tmp_path, "stylegan2_ffhq_smoke", "nsgda-profile"))["trainer"]
     assert used["optimizer"] == "nsgda"
     assert used["optimizer_options"]["scales"] == pytest.approx(profile)
     cells = {p.split("/")[-2].rsplit("_s", 1)[0] for p in glob.glob(f"{tmp_path}/*_smoke/*/")}
     assert {"adam", "ada-nsgda", "nsgda-profile"} <= cells
 
-    assert run_with_profile(stylegan2_ffhq.SWEEP, [*argv, "--resume"]) == 0  # nothing reruns
+    assert run_with_profile(stylegan2_ffhq.SWEEP, parse([*argv, "--resume"])) == 0  # nothing reruns
     assert len(glob.glob(f"{tmp_path}/stylegan2_ffhq_profile_smoke/ada-nsgda_*")) == 1
 
     lsun = stylegan2_lsun_church.SWEEP
-    assert run_with_profile(lsun, list(argv), profile_from="stylegan2_ffhq") == 0
-    used = json.loads(_params(tmp_path, "stylegan2_lsun_church_smoke", "nsgda-profile"))
+    assert run_with_profile(lsun, parse(argv), profile_from="stylegan2_ffhq") == 0
+    used = json.loads(_params(tmp_path, "stylegan2_lsun_church_smoke", "nsgda-profile"))["trainer"]
     assert used["optimizer_options"]["scales"] == pytest.approx(profile)
 
 
 def test_lsun_church_without_a_profile_exits_2(tmp_path, capsys):
     from sweeps import stylegan2_lsun_church
-    from sweeps.stylegan2_presets import run_with_profile
+    from sweeps.stylegan2_presets import parse, run_with_profile
 
     argv = ["--smoke", "--storage", str(tmp_path)]
-    assert run_with_profile(stylegan2_lsun_church.SWEEP, argv, "stylegan2_ffhq") == 2
+    assert run_with_profile(stylegan2_lsun_church.SWEEP, parse(argv), "stylegan2_ffhq") == 2
     assert "run the stylegan2_ffhq sweep first" in capsys.readouterr().err
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"b4.conv1": 1.0}))
     argv = ["--smoke", "--storage", str(tmp_path), "--profile", str(bad)]
-    assert run_with_profile(stylegan2_lsun_church.SWEEP, argv, "stylegan2_ffhq") == 2
+    assert run_with_profile(stylegan2_lsun_church.SWEEP, parse(argv), "stylegan2_ffhq") == 2
     assert "not a two-player profile" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == [bad]
 

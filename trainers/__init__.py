@@ -1,4 +1,5 @@
-"""Everything that trains one trial: optimizers, models, data, losses, metrics, the loop.
+"""Everything that trains one trial: ``trial`` (loop, runner, checkpoints), ``experiments``,
+``models``, ``losses``, ``data``, ``metrics``, ``optim``, ``distributed``, ``config``.
 
 This package never imports ray: a trial runs in a plain process (``python -m trainers run``).
 """

@@ -18,7 +18,7 @@ EXIT_INTERRUPTED = 130
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["profile"]:  # python -m trainers profile RUN_DIR --out FILE [--player G]
-        from trainers.profiles import main as profile_main
+        from trainers.optim.profile import main as profile_main
 
         return profile_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m trainers", description=__doc__)
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from trainers import experiments
-    from trainers.run import Interrupted, load_config, run_trial
+    from trainers.trial.run import Interrupted, load_config, run_trial
 
     try:
         config = load_config(args.config)

@@ -2,7 +2,9 @@
 
 Every rank builds the same experiment (same seed, parameters broadcast from rank 0) and keeps
 the same random streams; each draw of a batch is made for the global batch on every rank, and a
-rank keeps the rows r, r + W, r + 2W, ... of it (``sample_rows``). Each optimizer averages the
+rank keeps the rows r, r + W, r + 2W, ... of it (``sample_rows``; networks that draw their own
+noise or average over their batch are given ``sample_noise`` and ``batch_mean`` by the
+experiment that builds them). Each optimizer averages the
 gradients of all ranks (one flattened all-reduce per step) before stepping, so normalised
 optimizers normalise the all-reduced gradient. So W workers at batch B / W train exactly (up to
 float rounding of the averages) what one process trains at batch B, and a resumed run is exact
@@ -61,6 +63,17 @@ def sample_rows(draw: Callable[[int], torch.Tensor], n: int) -> torch.Tensor:
     """This rank's ``n`` rows of a global draw made alike on every rank (same stream):
     ``local_rows(draw(global_rows(n)))``; in one process simply ``draw(n)``."""
     return local_rows(draw(global_rows(n)))
+
+
+def sample_noise(n: int, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """This rank's ``n`` rows of N(0, 1) noise (per-row ``shape``) drawn for the global batch
+    from ``device``'s global generator: the ``noise`` of networks that draw their own."""
+    return sample_rows(lambda m: torch.randn(m, *shape, device=device), n)
+
+
+def batch_mean(t: torch.Tensor) -> torch.Tensor:
+    """The mean over the global batch of the rows of ``t`` (this rank's share of it)."""
+    return mean_tensor(t.mean(0))
 
 
 def sum_tensor(t: torch.Tensor) -> torch.Tensor:

@@ -19,10 +19,11 @@ from ray import tune
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from sweeps.engine.searcher import CELL_KEY, TRIAL_KEY
+from sweeps.engine import trials
 from sweeps.engine.spec import Resources
 from sweeps.engine.trainable import ReportRows, resume_dir
-from trainers import experiments, loop
+from trainers import experiments
+from trainers.trial import loop
 
 TRAIN_DIR = "_train"  # Train runs of a sweep: <storage>/<sweep>/_train/<trial id>
 
@@ -45,7 +46,7 @@ def make_distributed_trainable(
     )
 
     def train_trial(config: dict[str, Any]) -> None:
-        cfg = {k: v for k, v in config.items() if k not in (CELL_KEY, TRIAL_KEY)}
+        cfg = trials.trainer_config(config)
         trainer = TorchTrainer(
             _worker,
             train_loop_config={"cfg": cfg, "metric": metric, "penalty": penalty},

@@ -10,9 +10,7 @@ catches SIGINT itself.
 from __future__ import annotations
 
 import logging
-import shlex
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -76,11 +74,3 @@ def watch() -> Iterator[threading.Event]:
         logger.removeFilter(messages)
         if on_main:
             signal.signal(signal.SIGINT, previous)
-
-
-def resume_command(argv: list[str] | None = None) -> str:
-    """The command line that resumes this sweep: this one, with ``--resume``."""
-    argv = list(sys.argv if argv is None else argv)
-    if "--resume" not in argv:
-        argv.append("--resume")
-    return shlex.join(["python", *argv])

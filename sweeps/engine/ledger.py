@@ -17,18 +17,11 @@ from typing import Any
 
 import pyarrow.fs
 
+from analysis import storage
+
 LEDGER = "searcher-ledger.jsonl"
 JOURNAL = "optuna-journal.log"
 STATE_GLOB = "experiment_state-*.json"
-
-
-def local_dir(path: str) -> str | None:
-    """``path`` as a local directory, or None for a URI other than file:// (a bucket)."""
-    if "://" not in path:
-        return path
-    if path.startswith("file://"):
-        return path[len("file://") :]
-    return None
 
 
 class Ledger:
@@ -76,11 +69,8 @@ class TuneTrial:
 
 def newest_state(experiment: str) -> str | None:
     """The path of the newest ``experiment_state-*.json`` of an experiment (local or URI)."""
-    fs, root = _fs(experiment)
-    try:
-        infos = fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True))
-    except (FileNotFoundError, NotADirectoryError):
-        return None
+    fs, root = storage.filesystem(experiment)
+    infos = storage.listing(fs, root)
     names = [i.base_name for i in infos if i.type == pyarrow.fs.FileType.File]
     matching = fnmatch.filter(names, STATE_GLOB)
     return f"{root}/{max(matching)}" if matching else None  # Tune's own rule: newest by name
@@ -99,9 +89,8 @@ def tune_trials(experiment: str) -> dict[str, TuneTrial]:
     path = newest_state(experiment)
     if path is None:
         return {}
-    fs, _ = _fs(experiment)
-    with fs.open_input_stream(path) as f:
-        state = _loads_with_cloudpickle(f.readall())  # as Tune reads it
+    fs, _ = storage.filesystem(experiment)
+    state = _loads_with_cloudpickle(storage.read_bytes(fs, path))  # as Tune reads it
     out = {}
     for trial_json, metadata_json in state["trial_data"]:
         trial = Trial.from_json_state(trial_json, stub=True)
@@ -110,9 +99,3 @@ def tune_trials(experiment: str) -> dict[str, TuneTrial]:
             trial.trial_id, dict(trial.config), trial.status, dict(trial.last_result or {})
         )
     return out
-
-
-def _fs(location: str) -> tuple[pyarrow.fs.FileSystem, str]:
-    uri = location if "://" in location else "file://" + os.path.abspath(location)
-    fs, root = pyarrow.fs.FileSystem.from_uri(uri)
-    return fs, root.rstrip("/")

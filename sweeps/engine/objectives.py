@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from analysis.tables import penalised_mean
+
 
 @dataclass(frozen=True)
 class Objective:
@@ -71,3 +73,13 @@ OBJECTIVES: dict[str, Objective] = {
         ),
     )
 }
+
+
+def penalty_of(metric: str, penalty: float | None = None) -> float:
+    """A sweep's penalty: its own, else its objective's documented one."""
+    return OBJECTIVES[metric].penalty if penalty is None else penalty
+
+
+def score(values: list[float | None], metric: str, penalty: float | None = None) -> float:
+    """A step size's score over its seeds (None for a failed seed): ``penalised_mean``."""
+    return penalised_mean(values, penalty_of(metric, penalty))

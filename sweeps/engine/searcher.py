@@ -28,13 +28,12 @@ from typing import Any
 import optuna
 from ray.tune.search import Searcher
 
-from sweeps.engine import ledger
-from sweeps.engine.objectives import OBJECTIVES
+from analysis import storage
+from sweeps.engine import ledger, trials
+from sweeps.engine.objectives import OBJECTIVES, score
 from sweeps.engine.spec import Cell, Sweep
 from trainers import experiments
 
-CELL_KEY = "sweep_cell"
-TRIAL_KEY = "sweep_trial"
 OBJECTIVE = "objective"
 FAULT_ENV = "GANSWEEP_TEST_KILL_AT"  # tests only: SIGKILL this process at a named moment
 
@@ -56,7 +55,7 @@ class CellSearcher(Searcher):
         self.experiment = experiment
         self.max_concurrent = max_concurrent
         self.objective = OBJECTIVES[sweep.metric]
-        self._local = ledger.local_dir(experiment)
+        self._local = storage.local_dir(experiment)
         self._snapshot: dict[str, Any] | None = None  # Tune's checkpoint (bucket storage only)
         self._loaded = False
 
@@ -115,9 +114,9 @@ class CellSearcher(Searcher):
             elif ev["event"] == "result":
                 self._results.setdefault(key, (float(ev["value"]), bool(ev["diverged"])))
         for t in tune.values():  # Tune's state newer than a bucket-stored snapshot
-            if CELL_KEY in t.config and t.trial_id not in self._dispatched:
-                key = (t.config[CELL_KEY], int(t.config[TRIAL_KEY]), int(t.config["seed"]))
-                self._ensure_asked(key, t.config)
+            key = trials.key(t.config)
+            if key is not None and t.trial_id not in self._dispatched:
+                self._ensure_asked(key, trials.trainer_config(t.config))
                 self._record_dispatch(t.trial_id, key)
             key = self._dispatched.get(t.trial_id)
             if key and key not in self._results and t.status == "TERMINATED" and t.last_result:
@@ -134,9 +133,9 @@ class CellSearcher(Searcher):
         requeued = []
         for cell in self.sweep.cells:
             study = self.studies[cell.name]
-            trials = study.get_trials(deepcopy=False)
-            self._asked[cell.name] = len(trials)
-            for frozen in sorted(trials, key=lambda t: t.number):
+            asked = study.get_trials(deepcopy=False)
+            self._asked[cell.name] = len(asked)
+            for frozen in sorted(asked, key=lambda t: t.number):
                 if frozen.state != optuna.trial.TrialState.RUNNING:
                     continue
                 params = self._params(cell, optuna.Trial(study, frozen._trial_id))
@@ -187,9 +186,7 @@ class CellSearcher(Searcher):
         cell_name, number, seed = key
         cell = next(c for c in self.sweep.cells if c.name == cell_name)
         raw = self.sweep.trial_config(cell, params["lr"], params["ratio"], seed)
-        config = experiments.resolve_config(raw)
-        config[CELL_KEY] = cell_name
-        config[TRIAL_KEY] = number
+        config = trials.tune_config(cell_name, number, experiments.resolve_config(raw))
         self._record_dispatch(trial_id, key)
         self._live[trial_id] = key
         _fault("first_suggest", 0)
@@ -246,9 +243,9 @@ class CellSearcher(Searcher):
         if not all(k in self._results for k in keys):
             return
         study = self.studies[cell_name]
-        values = [self._results[k][0] for k in keys]
+        values = [None if self._results[k][1] else self._results[k][0] for k in keys]
         try:
-            study.tell(number, sum(values) / len(values))
+            study.tell(number, score(values, self.sweep.metric, self.sweep.penalty))
         except RuntimeError as e:  # GridSampler calls study.stop() once the grid is done;
             if "Study.stop" not in str(e):  # under ask/tell that raises after the value is stored
                 raise

@@ -17,7 +17,6 @@ import numpy as np
 from trainers import experiments, optim
 from trainers.config import ConfigError
 
-SEARCHERS = ("grid", "tpe")
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 

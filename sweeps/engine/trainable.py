@@ -11,9 +11,11 @@ from typing import Any
 import ray
 from ray import tune
 
+from sweeps.engine import trials
 from sweeps.engine.objectives import OBJECTIVES
-from sweeps.engine.searcher import CELL_KEY, OBJECTIVE, TRIAL_KEY
-from trainers import experiments, loop, provenance
+from sweeps.engine.searcher import OBJECTIVE
+from trainers import experiments
+from trainers.trial import loop, provenance
 
 
 class ReportRows:
@@ -50,7 +52,7 @@ def make_trainable(metric: str, penalty: float | None):
     """A Tune function trainable that trains one trial and reports ``objective`` with each row."""
 
     def train_trial(config: dict[str, Any]) -> None:
-        cfg = {k: v for k, v in config.items() if k not in (CELL_KEY, TRIAL_KEY)}
+        cfg = trials.trainer_config(config)
         cfg = experiments.resolve_config(cfg)
         rows = ReportRows(metric, penalty)
         with tempfile.TemporaryDirectory(prefix="gansweep-") as scratch:

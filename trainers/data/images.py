@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trainers.atomic import atomic_write
+from trainers.trial.atomic import atomic_write
 
 DATASETS = ("cifar10", "stl10", "ffhq", "lsun_church", "folder", "generated")
 NATIVE_RESOLUTION = {"cifar10": 32, "stl10": 48}
@@ -283,9 +283,6 @@ def decode_image(blob: bytes, label: str, resolution: int) -> np.ndarray:
             return np.asarray(img, dtype=np.uint8)
     except Exception as e:  # PIL raises many kinds on bad input
         raise ImageDataError(f"cannot read image {label}: {type(e).__name__}: {e}") from e
-
-
-_decode = decode_image  # the former name
 
 
 def generated(seed: int, size: int = 1024, resolution: int = 32, blobs: int = 3) -> ImageData:

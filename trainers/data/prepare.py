@@ -23,8 +23,8 @@ from typing import IO
 import numpy as np
 from PIL import Image
 
-from trainers.atomic import atomic_write
 from trainers.data.images import IMAGE_EXTENSIONS, DataMissingError, ImageDataError, decode_image
+from trainers.trial.atomic import atomic_write
 
 SOURCE_KINDS = "an image folder, a .zip of images, or an LSUN LMDB directory (holding data.mdb)"
 PROGRESS_EVERY = 10_000  # images between progress lines, at the latest ...

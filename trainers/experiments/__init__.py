@@ -1,39 +1,44 @@
-"""Experiments by name: each module defines FIELDS, optimizer_defaults(name) and build(cfg)."""
+"""Experiments by name: each is an ``ExperimentSpec`` subclass and one line of ``EXPERIMENTS``."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
-from types import ModuleType
 from typing import Any
 
 from trainers.config import REQUIRED, ConfigError, common_fields, resolve
 from trainers.experiments.base import Experiment
+from trainers.experiments.bimodal import BimodalSpec
+from trainers.experiments.dcgan import DCGANSpec
+from trainers.experiments.mog import MixtureOfGaussiansSpec
+from trainers.experiments.spec import ExperimentSpec
+from trainers.experiments.stylegan2 import StyleGAN2Spec
+from trainers.experiments.wgangp import WGANGPSpec
 
-EXPERIMENTS: tuple[str, ...] = ("bimodal", "mog", "dcgan", "wgangp", "stylegan2")
+EXPERIMENTS: dict[str, type[ExperimentSpec]] = {
+    spec.name: spec
+    for spec in (BimodalSpec, MixtureOfGaussiansSpec, DCGANSpec, WGANGPSpec, StyleGAN2Spec)
+}
 
 
-def module(name: str) -> ModuleType:
-    """The module implementing experiment ``name``."""
-    if name not in EXPERIMENTS:
+def spec(name: str) -> ExperimentSpec:
+    """The spec of experiment ``name`` (ConfigError naming the known ones otherwise)."""
+    if not isinstance(name, str) or name not in EXPERIMENTS:
         raise ConfigError("experiment", name, "one of " + ", ".join(map(repr, EXPERIMENTS)))
-    return importlib.import_module(f"trainers.experiments.{name}")
+    return EXPERIMENTS[name]()
 
 
 def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """Validate ``config`` and fill in the experiment's defaults (ConfigError on bad input)."""
     if not isinstance(config, Mapping):
         raise ConfigError("<config>", config, "a JSON object")
-    mod = module(config.get("experiment", REQUIRED))
-    fields = {**common_fields(EXPERIMENTS), **mod.FIELDS}
+    kind = spec(config.get("experiment", REQUIRED))
+    fields = {**common_fields(tuple(EXPERIMENTS)), **kind.fields}
     optimizer = config.get("optimizer")
     if optimizer is not None:
         fields["optimizer"].check("optimizer", optimizer)
-    defaults = mod.optimizer_defaults(optimizer) if optimizer is not None else {}
+    defaults = kind.optimizer_defaults(optimizer) if optimizer is not None else {}
     cfg = resolve(config, fields, defaults)
-    check = getattr(mod, "check_config", None)
-    if check is not None:
-        check(cfg)
+    kind.check_config(cfg)
     return cfg
 
 
@@ -41,14 +46,20 @@ def check_data(cfg: Mapping[str, Any]) -> None:
     """Raise ``DataMissingError`` (a FileNotFoundError naming the path and how to prepare it)
     when the data a resolved config trains on are not where this machine would read them;
     nothing is loaded. Experiments that generate their data always pass."""
-    check = getattr(module(cfg["experiment"]), "check_data", None)
-    if check is not None:
-        check(cfg)
+    spec(cfg["experiment"]).check_data(cfg)
 
 
 def build(cfg: Mapping[str, Any]) -> Experiment:
     """Build the experiment of a resolved config (models initialised from ``cfg['seed']``)."""
-    return module(cfg["experiment"]).build(dict(cfg))
+    return spec(cfg["experiment"]).build(dict(cfg))
 
 
-__all__ = ["EXPERIMENTS", "Experiment", "build", "check_data", "module", "resolve_config"]
+__all__ = [
+    "EXPERIMENTS",
+    "Experiment",
+    "ExperimentSpec",
+    "build",
+    "check_data",
+    "resolve_config",
+    "spec",
+]

@@ -11,7 +11,7 @@ from trainers.optim import Graft
 
 
 class Experiment:
-    """One trial's players, optimizers and data; ``trainers.loop`` drives it.
+    """One trial's players, optimizers and data; ``trainers.trial.loop`` drives it.
 
     Subclasses set ``players`` ({"G": ..., "D": ...}), ``optimizers`` (same keys), ``rng`` (the
     torch.Generator all sampling uses) and ``batch_size`` (images per step, for kimg), and

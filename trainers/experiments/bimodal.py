@@ -24,6 +24,7 @@ from trainers import distributed, optim
 from trainers.config import ConfigError, Field
 from trainers.data.bimodal import Sampler, latent_support, modes
 from trainers.experiments.base import Experiment
+from trainers.experiments.spec import ExperimentSpec
 from trainers.metrics import verdict as V
 from trainers.models.bimodal import build as build_models
 from trainers.models.bimodal import saturating_grads
@@ -63,24 +64,29 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
 _ADAPTIVE = {"lr_d": 1e-3, "lr_g": 5e-4, "steps": 2_000}  # adam and grafts: not tuned
 
 
-def optimizer_defaults(optimizer: str) -> dict[str, Any]:
-    """Step sizes and length per optimizer (nsgda and sgda as in the paper's Fig. 3)."""
-    return dict(_DEFAULTS.get(optimizer, _ADAPTIVE))
+class BimodalSpec(ExperimentSpec):
+    """``experiment: "bimodal"``."""
 
+    name = "bimodal"
+    fields = FIELDS
 
-def check_config(cfg: dict[str, Any]) -> None:
-    """Cross-key checks; fills the schedule keys left null."""
-    if cfg["eval_every"] is None:
-        cfg["eval_every"] = max(1, cfg["steps"] // EVALUATIONS)
-    if cfg["checkpoint_every"] is None:
-        cfg["checkpoint_every"] = max(1, cfg["steps"] // CHECKPOINTS)
-    if cfg["device"] == "cuda":
-        raise ConfigError("device", cfg["device"], "'cpu' or 'auto' (this setting runs on the CPU)")
+    def optimizer_defaults(self, optimizer: str) -> dict[str, Any]:
+        """Step sizes and length per optimizer (nsgda and sgda as in the paper's Fig. 3)."""
+        return dict(_DEFAULTS.get(optimizer, _ADAPTIVE))
 
+    def check_config(self, cfg: dict[str, Any]) -> None:
+        """Cross-key checks; fills the schedule keys left null."""
+        if cfg["eval_every"] is None:
+            cfg["eval_every"] = max(1, cfg["steps"] // EVALUATIONS)
+        if cfg["checkpoint_every"] is None:
+            cfg["checkpoint_every"] = max(1, cfg["steps"] // CHECKPOINTS)
+        if cfg["device"] == "cuda":
+            raise ConfigError(
+                "device", cfg["device"], "'cpu' or 'auto' (this setting runs on the CPU)"
+            )
 
-def build(cfg: dict[str, Any]) -> Bimodal:
-    """The experiment of a resolved config."""
-    return Bimodal(cfg)
+    def build(self, cfg: dict[str, Any]) -> Bimodal:
+        return Bimodal(cfg)
 
 
 class Bimodal(Experiment):

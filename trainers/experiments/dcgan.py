@@ -12,32 +12,16 @@ from typing import Any
 
 import torch
 
-from trainers import losses, models
+from trainers import models
 from trainers.config import Field
 from trainers.experiments.image_gan import (
     ImageGAN,
-    check_image_config,
-    defaults_for,
+    ImageGANSpec,
     image_fields,
     optimizer_table,
     set_grads,
 )
-from trainers.experiments.image_gan import check_data as check_data  # re-export
-
-FIELDS: dict[str, Field] = image_fields(
-    "dcgan", z_dim=100, steps=78_125, lr_decay="none", n_dis=1, decay_steps=None
-)
-
-_DEFAULTS = optimizer_table(betas=(0.5, 0.999))
-
-
-def optimizer_defaults(optimizer: str) -> dict[str, Any]:
-    """Per-optimizer defaults (step sizes, Adam's betas)."""
-    return defaults_for(_DEFAULTS, optimizer)
-
-
-def check_config(cfg: dict[str, Any]) -> None:
-    check_image_config(cfg, (32,))
+from trainers.losses import minimax
 
 
 class DCGAN(ImageGAN):
@@ -53,7 +37,7 @@ class DCGAN(ImageGAN):
         real = self.real(n)
         with torch.no_grad():
             fake = G(self.latents(n))
-        loss = losses.d_loss(D(real), D(fake))
+        loss = minimax.d_loss(D(real), D(fake))
         set_grads(D, loss)
         self.optimizers["D"].step()
         return loss.detach()
@@ -62,13 +46,22 @@ class DCGAN(ImageGAN):
         self.apply_lr()
         loss_d = torch.stack([self.d_step() for _ in range(self.cfg["n_dis"])]).mean()
         G, D = self.players["G"], self.players["D"]
-        loss_g = losses.g_loss_nonsaturating(D(G(self.latents(self.batch_size))))
+        loss_g = minimax.g_loss_nonsaturating(D(G(self.latents(self.batch_size))))
         set_grads(G, loss_g)
         self.optimizers["G"].step()
         self.g_steps += 1
         return {"loss_d": loss_d, "loss_g": loss_g.detach()}
 
 
-def build(cfg: dict[str, Any]) -> DCGAN:
-    """The experiment of a resolved config."""
-    return DCGAN(cfg)
+class DCGANSpec(ImageGANSpec):
+    """``experiment: "dcgan"``."""
+
+    name = "dcgan"
+    fields: dict[str, Field] = image_fields(
+        "dcgan", z_dim=100, steps=78_125, lr_decay="none", n_dis=1, decay_steps=None
+    )
+    defaults = optimizer_table(betas=(0.5, 0.999))
+    resolutions = (32,)
+
+    def build(self, cfg: dict[str, Any]) -> DCGAN:
+        return DCGAN(cfg)

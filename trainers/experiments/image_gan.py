@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from trainers import distributed, optim
 from trainers.config import ConfigError, Field
 from trainers.data import images as data
 from trainers.experiments.base import Experiment
+from trainers.experiments.spec import ExperimentSpec
 from trainers.metrics import fid as fidlib
 
 EVAL_SEED_OFFSET = 1_000_003  # FID latents come from seed + this offset
@@ -113,9 +114,23 @@ def check_image_config(cfg: dict[str, Any], resolutions: tuple[int, ...]) -> Non
         cfg["eval_every"] = max(1, round(cfg["eval_every_kimg"] * 1000 / cfg["batch_size"]))
 
 
-def check_data(cfg: dict[str, Any]) -> None:
-    """DataMissingError if the image data of a resolved config are absent (nothing loaded)."""
-    data.require(cfg["dataset"], cfg["data_path"], resolution_of(cfg))
+class ImageGANSpec(ExperimentSpec):
+    """What the image experiments' specs share: a per-optimizer ``defaults`` table (see
+    ``optimizer_table``), the image sizes the networks take (``resolutions``), data on disk."""
+
+    defaults: ClassVar[dict[str, dict[str, Any]]]
+    resolutions: ClassVar[tuple[int, ...]]
+
+    def optimizer_defaults(self, optimizer: str) -> dict[str, Any]:
+        """Per-optimizer defaults (step sizes, Adam's betas)."""
+        return defaults_for(self.defaults, optimizer)
+
+    def check_config(self, cfg: dict[str, Any]) -> None:
+        check_image_config(cfg, self.resolutions)
+
+    def check_data(self, cfg: dict[str, Any]) -> None:
+        """DataMissingError if the images of a resolved config are absent (nothing loaded)."""
+        data.require(cfg["dataset"], cfg["data_path"], resolution_of(cfg))
 
 
 def set_cuda_backends(cudnn_benchmark: bool, allow_tf32: bool) -> None:
@@ -159,8 +174,8 @@ class ImageGAN(Experiment):
         ).to(self.device)
         self.players = {"G": G.to(self.device), "D": D.to(self.device)}
         self.optimizers = {
-            "G": self._optimizer(G, cfg["lr_g"]),
-            "D": self._optimizer(D, cfg["lr_d"]),
+            "G": self._optimizer("G", G, cfg["lr_g"]),
+            "D": self._optimizer("D", D, cfg["lr_d"]),
         }
         self.base_lr = {"G": cfg["lr_g"], "D": cfg["lr_d"]}
         self.rng = torch.Generator().manual_seed(cfg["seed"])
@@ -173,7 +188,8 @@ class ImageGAN(Experiment):
         self._reference: fidlib.Reference | None = None
         self._grid: torch.Tensor | None = None
 
-    def _optimizer(self, module: nn.Module, lr: float) -> optim.Graft:
+    def _optimizer(self, player: str, module: nn.Module, lr: float) -> optim.Graft:
+        """The optimizer of ``player`` ("G" or "D"), network ``module``, step size ``lr``."""
         c = self.cfg
         return optim.build(c["optimizer"], module, lr, c["granularity"], **c["optimizer_options"])
 

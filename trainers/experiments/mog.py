@@ -21,10 +21,12 @@ from typing import Any
 
 import torch
 
-from trainers import distributed, losses, models, optim
+from trainers import distributed, models, optim
 from trainers.config import Field
 from trainers.data import mog as data
 from trainers.experiments.base import Experiment
+from trainers.experiments.spec import ExperimentSpec
+from trainers.losses import minimax
 from trainers.metrics.modes import mode_metrics, scatter_figure
 
 UPDATES = ("alternating", "simultaneous")
@@ -43,7 +45,7 @@ FIELDS: dict[str, Field] = {
     "init_gain": Field(0.8, float, positive=True, help="orthogonal init gain"),
     "input_scale": Field(0.25, float, positive=True, help="D multiplies its input by this"),
     "gd_reg": Field(0.5, float, low=0.0, help="eta of the GD-regulariser; 0 turns it off"),
-    "g_loss": Field("saturating", str, choices=tuple(losses.G_LOSSES)),
+    "g_loss": Field("saturating", str, choices=tuple(minimax.G_LOSSES)),
     "updates": Field("alternating", str, choices=UPDATES),
     "eval_samples": Field(10_000, int, low=1),
     "mode_threshold": Field(
@@ -64,11 +66,6 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "nsgda": {"lr_d": 1e-3, "lr_g": 1e-3},
     "graft": {"lr_d": 1e-4, "lr_g": 1e-4},
 }
-
-
-def optimizer_defaults(optimizer: str) -> dict[str, Any]:
-    """Per-optimizer defaults (learning rates, Adam's betas)."""
-    return {k: (dict(v) if isinstance(v, dict) else v) for k, v in _DEFAULTS[optimizer].items()}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -102,7 +99,7 @@ class MixtureOfGaussians(Experiment):
         self.rng = torch.Generator().manual_seed(seed)
         self.batch_size = cfg["batch_size"]
         self.eta = cfg["gd_reg"]
-        self.g_loss = losses.G_LOSSES[cfg["g_loss"]]
+        self.g_loss = minimax.G_LOSSES[cfg["g_loss"]]
         self._samples: torch.Tensor | None = None
 
     def _optimizer(self, module: torch.nn.Module, lr: float) -> optim.Graft:
@@ -123,7 +120,7 @@ class MixtureOfGaussians(Experiment):
     def _d_grads(self, x: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         """Set D's gradients of -V (fake detached); return -V."""
         D = self.players["D"]
-        loss = losses.d_loss(D(x), D(fake.detach()))
+        loss = minimax.d_loss(D(x), D(fake.detach()))
         _set_grads(D, torch.autograd.grad(loss, list(D.parameters())))
         return loss.detach()
 
@@ -134,8 +131,8 @@ class MixtureOfGaussians(Experiment):
         loss = self.g_loss(fake_logits)
         out = {"loss_g": loss.detach()}
         if self.eta > 0:
-            value = losses.minimax_value(D(x), fake_logits)
-            reg = losses.gd_regularizer(value, D, self.eta)
+            value = minimax.minimax_value(D(x), fake_logits)
+            reg = minimax.gd_regularizer(value, D, self.eta)
             loss = loss + reg
             out["loss_gd_reg"] = reg.detach()
         _set_grads(G, torch.autograd.grad(loss, list(G.parameters())))
@@ -185,6 +182,16 @@ def _set_grads(module: torch.nn.Module, grads: tuple[torch.Tensor, ...]) -> None
         p.grad = g
 
 
-def build(cfg: dict[str, Any]) -> MixtureOfGaussians:
-    """The experiment of a resolved config."""
-    return MixtureOfGaussians(cfg)
+class MixtureOfGaussiansSpec(ExperimentSpec):
+    """``experiment: "mog"``."""
+
+    name = "mog"
+    fields = FIELDS
+
+    def optimizer_defaults(self, optimizer: str) -> dict[str, Any]:
+        """Per-optimizer defaults (learning rates, Adam's betas)."""
+        table = _DEFAULTS[optimizer]
+        return {k: (dict(v) if isinstance(v, dict) else v) for k, v in table.items()}
+
+    def build(self, cfg: dict[str, Any]) -> MixtureOfGaussians:
+        return MixtureOfGaussians(cfg)

@@ -16,13 +16,13 @@ in the graph; with decay 0.01 the difference is tiny, and it keeps data-parallel
 Reports ``loss_d``, ``loss_g``, the last ``loss_r1``, ``loss_pl``, ``pl_mean`` (and ``augment_p``).
 
 Augmentation (off by default): ``augment: "ada"`` puts every image D sees (real and fake, in
-all four phases; R1's gradient is taken at the un-augmented image) through ``trainers.augment``
+all four phases; R1's gradient is taken at the un-augmented image) through ``trainers.data.augment``
 with probability p, adapted every ``ada_interval`` D steps towards E[sign D(real)] =
 ``ada_target`` (0.6) at a speed of ``ada_kimg`` (500) kimg from 0 to 1; ``"fixed"`` keeps
 ``augment_p``.
 
 Scale profiles: ``optimizer_options.scales`` may be one profile for both players, keyed
-``"G/<layer>"`` and ``"D/<layer>"`` (a file written by ``trainers.profiles``) or a mapping of that
+``"G/<layer>"`` and ``"D/<layer>"`` (a file written by ``python -m trainers profile``) or a mapping of that
 form; each player's optimizer gets its own part.
 """
 
@@ -37,18 +37,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainers import augment, distributed, models, optim
+from trainers import distributed, models, optim
 from trainers.config import Field
+from trainers.data import augment
 from trainers.experiments.image_gan import (
     ImageGAN,
-    check_image_config,
-    defaults_for,
+    ImageGANSpec,
     image_fields,
     optimizer_table,
     resolution_of,
 )
-from trainers.experiments.image_gan import check_data as check_data  # re-export
-from trainers.losses import g_loss_nonsaturating
+from trainers.losses.minimax import g_loss_nonsaturating
 from trainers.models.stylegan2 import Generator
 
 RESOLUTIONS = (8, 16, 32, 64, 128, 256)
@@ -84,7 +83,7 @@ FIELDS: dict[str, Field] = {
         "none",
         str,
         choices=("none", "ada", "fixed"),
-        help="augment D's inputs (trainers.augment, 'bgc'): 'ada' adapts p, 'fixed' keeps it",
+        help="augment D's inputs (trainers.data.augment, 'bgc'): 'ada' adapts p, 'fixed' keeps it",
     ),
     "augment_p": Field(0.0, float, low=0.0, high=1.0, help="p for 'fixed'; the start for 'ada'"),
     "ada_target": Field(0.6, float, low=-1.0, high=1.0, help="target of E[sign D(real)]"),
@@ -92,18 +91,9 @@ FIELDS: dict[str, Field] = {
     "ada_interval": Field(4, int, low=1, help="adjust p every this many D steps"),
 }
 
-_DEFAULTS = optimizer_table(betas=(0.0, 0.99), lr=0.0025)
+_DEFAULTS = optimizer_table(betas=(0.0, 0.99), lr=0.0025)  # Adam family: eps 1e-8 too
 for _name in ("adam", "ada-nsgda", "adadir"):
     _DEFAULTS[_name]["optimizer_options"] = {"betas": [0.0, 0.99], "eps": 1e-8}
-
-
-def optimizer_defaults(optimizer: str) -> dict[str, Any]:
-    """Per-optimizer defaults: Adam family lr 0.0025, betas (0, 0.99), eps 1e-8."""
-    return defaults_for(_DEFAULTS, optimizer)
-
-
-def check_config(cfg: dict[str, Any]) -> None:
-    check_image_config(cfg, RESOLUTIONS)
 
 
 # -- pieces with one job each (tested on their own) ---------------------------------------------
@@ -176,6 +166,8 @@ class StyleGAN2(ImageGAN):
             cbase=cfg["cbase"],
             cmax=cfg["cmax"],
             seed=cfg["seed"],
+            noise=distributed.sample_noise,  # this rank's rows of the global batch's noise
+            batch_mean=distributed.batch_mean,  # w_avg follows the global batch
         )
         self.intervals = {"G": cfg["pl_interval"], "D": cfg["r1_interval"]}
         super().__init__(cfg, G, D)
@@ -195,8 +187,8 @@ class StyleGAN2(ImageGAN):
                 p=cfg["augment_p"],
             )
 
-    def _optimizer(self, module: nn.Module, lr: float) -> optim.Graft:
-        c, player = self.cfg, module.player
+    def _optimizer(self, player: str, module: nn.Module, lr: float) -> optim.Graft:
+        c = self.cfg
         lr, options = lazy_options(
             c["optimizer"], lr, c["optimizer_options"], self.intervals[player]
         )
@@ -329,6 +321,13 @@ class StyleGAN2(ImageGAN):
             self.ada.load_state_dict(state["ada"])
 
 
-def build(cfg: dict[str, Any]) -> StyleGAN2:
-    """The experiment of a resolved config."""
-    return StyleGAN2(cfg)
+class StyleGAN2Spec(ImageGANSpec):
+    """``experiment: "stylegan2"``."""
+
+    name = "stylegan2"
+    fields = FIELDS
+    defaults = _DEFAULTS
+    resolutions = RESOLUTIONS
+
+    def build(self, cfg: dict[str, Any]) -> StyleGAN2:
+        return StyleGAN2(cfg)

@@ -18,38 +18,18 @@ from typing import Any
 
 import torch
 
-from trainers import distributed, models, penalties
+from trainers import distributed, models
 from trainers.config import Field
 from trainers.experiments.image_gan import (
     ImageGAN,
-    check_image_config,
-    defaults_for,
+    ImageGANSpec,
     image_fields,
     optimizer_table,
     resolution_of,
     set_grads,
 )
-from trainers.experiments.image_gan import check_data as check_data  # re-export
+from trainers.losses import wgan
 from trainers.models.wgangp_resnet import RESOLUTIONS
-
-FIELDS: dict[str, Field] = {
-    **image_fields(
-        "wgangp_resnet", z_dim=128, steps=45_000, lr_decay="linear", n_dis=5, decay_steps=100_000
-    ),
-    "gp_weight": Field(penalties.LAMBDA_GP, float, low=0.0, help="lambda of the gradient penalty"),
-    "g_batch_factor": Field(2, int, low=1, help="G's batch = this x batch_size"),
-}
-
-_DEFAULTS = optimizer_table(betas=(0.0, 0.9))
-
-
-def optimizer_defaults(optimizer: str) -> dict[str, Any]:
-    """Per-optimizer defaults (step sizes, Adam's betas)."""
-    return defaults_for(_DEFAULTS, optimizer)
-
-
-def check_config(cfg: dict[str, Any]) -> None:
-    check_image_config(cfg, RESOLUTIONS)
 
 
 class WGANGP(ImageGAN):
@@ -73,8 +53,8 @@ class WGANGP(ImageGAN):
             fake = G(self.latents(n))
         draw = lambda m: torch.rand(m, generator=self.rng)  # noqa: E731
         alpha = distributed.sample_rows(draw, n).to(self.device)
-        wasserstein = -penalties.wgan_critic_loss(D(real), D(fake))
-        gp = penalties.gradient_penalty(D, real, fake, alpha, self.cfg["gp_weight"])
+        wasserstein = -wgan.wgan_critic_loss(D(real), D(fake))
+        gp = wgan.gradient_penalty(D, real, fake, alpha, self.cfg["gp_weight"])
         loss = gp - wasserstein
         set_grads(D, loss)
         self.optimizers["D"].step()
@@ -85,7 +65,7 @@ class WGANGP(ImageGAN):
         parts = [self.critic_step() for _ in range(self.cfg["n_dis"])]
         loss_d, gp, w = (torch.stack(x).mean() for x in zip(*parts))
         G, D = self.players["G"], self.players["D"]
-        loss_g = penalties.wgan_generator_loss(
+        loss_g = wgan.wgan_generator_loss(
             D(G(self.latents(self.cfg["g_batch_factor"] * self.batch_size)))
         )
         set_grads(G, loss_g)
@@ -94,6 +74,24 @@ class WGANGP(ImageGAN):
         return {"loss_d": loss_d, "loss_g": loss_g.detach(), "loss_gp": gp, "wasserstein": w}
 
 
-def build(cfg: dict[str, Any]) -> WGANGP:
-    """The experiment of a resolved config."""
-    return WGANGP(cfg)
+class WGANGPSpec(ImageGANSpec):
+    """``experiment: "wgangp"``."""
+
+    name = "wgangp"
+    fields: dict[str, Field] = {
+        **image_fields(
+            "wgangp_resnet",
+            z_dim=128,
+            steps=45_000,
+            lr_decay="linear",
+            n_dis=5,
+            decay_steps=100_000,
+        ),
+        "gp_weight": Field(wgan.LAMBDA_GP, float, low=0.0, help="lambda of the gradient penalty"),
+        "g_batch_factor": Field(2, int, low=1, help="G's batch = this x batch_size"),
+    }
+    defaults = optimizer_table(betas=(0.0, 0.9))
+    resolutions = RESOLUTIONS
+
+    def build(self, cfg: dict[str, Any]) -> WGANGP:
+        return WGANGP(cfg)

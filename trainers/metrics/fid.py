@@ -30,11 +30,9 @@ from typing import Protocol
 
 import numpy as np
 import torch
-from cleanfid.fid import frechet_distance, kernel_distance
-from cleanfid.resize import build_resizer
 from filelock import FileLock
 
-from trainers.atomic import atomic_write
+from trainers.trial.atomic import atomic_write
 
 MODE = "clean"
 INCEPTION_NAME = "inception_v3"
@@ -71,6 +69,7 @@ class InceptionExtractor:
 
     def __init__(self, path: Path, device: torch.device | str = "cpu") -> None:
         from cleanfid.inception_torchscript import InceptionV3W
+        from cleanfid.resize import build_resizer
 
         self.device = torch.device(device)
         self.model = InceptionV3W(str(path.parent), download=False).to(self.device).eval()
@@ -207,12 +206,16 @@ class Statistics:
 
 def frechet(a: Statistics, b: Statistics) -> float:
     """clean-fid's Frechet distance between two feature Gaussians."""
+    from cleanfid.fid import frechet_distance  # clean-fid imports torchvision: only when used
+
     return float(frechet_distance(a.mu, a.sigma, b.mu, b.sigma))
 
 
 def kid(feats: np.ndarray, reference: Statistics, seed: int = 0) -> float | None:
     """clean-fid's KID (polynomial kernel MMD) from the same features; None without reference
     features or with fewer than 2 samples."""
+    from cleanfid.fid import kernel_distance
+
     if reference.feats is None or min(len(feats), len(reference.feats)) < 2:
         return None
     state = np.random.get_state()  # kernel_distance draws subsets from numpy's global RNG
@@ -306,10 +309,11 @@ def _download(url: str, target: Path, timeout: float = 60.0) -> None:
     with FileLock(str(target) + ".lock"):
         if target.is_file():
             return
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
+        with (
+            urllib.request.urlopen(url, timeout=timeout) as r,
+            atomic_write(target, "wb", sync=False) as f,
+        ):
             shutil.copyfileobj(r, f)
-        os.replace(tmp, target)
 
 
 def fetch(cache: Path, weights: Path) -> None:

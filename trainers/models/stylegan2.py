@@ -16,21 +16,38 @@ see the same groups on every dataset::
 On CUDA the blocks at the ``num_fp16_res`` highest resolutions run in float16 and every
 activation is clamped to +-``conv_clamp``; on the CPU everything is float32 and unclamped
 (``HALF_DEVICES`` says where; tests add "cpu" to run the float16 path here).
+
+The generator's two batch-wide operations come from outside, with plain defaults: its per-pixel
+noise (``noise(n, shape, device)``, default ``standard_noise``) and the batch mean of w that
+updates ``w_avg`` (``batch_mean(w)``, default ``local_mean``). Data-parallel training passes
+versions that draw and average over the global batch.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainers import distributed
-
 SQRT2 = math.sqrt(2.0)
 LRELU_SLOPE = 0.2
 MIN_RESOLUTION = 4
+
+NoiseSource = Callable[[int, tuple[int, ...], torch.device], torch.Tensor]
+BatchMean = Callable[[torch.Tensor], torch.Tensor]
+
+
+def standard_noise(n: int, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """``n`` samples of N(0, 1) noise of ``shape`` from ``device``'s global generator."""
+    return torch.randn(n, *shape, device=device)
+
+
+def local_mean(w: torch.Tensor) -> torch.Tensor:
+    """The mean over the batch (dimension 0) of ``w``."""
+    return w.mean(0)
 
 
 def channels_at(res: int, cbase: int, cmax: int) -> int:
@@ -166,8 +183,10 @@ class ModulatedConv(nn.Module):
         resolution: int,
         up: bool = False,
         conv_clamp: float | None = None,
+        noise: NoiseSource = standard_noise,
     ) -> None:
         super().__init__()
+        self.draw_noise = noise
         self.affine = FullyConnected(w_dim, in_channels, bias_init=1.0)
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, 3, 3))
         self.noise_strength = nn.Parameter(torch.zeros([]))
@@ -195,10 +214,7 @@ class ModulatedConv(nn.Module):
             x = F.conv2d(x, wt, padding=1)
         x = x * dcoefs.to(x.dtype)[:, :, None, None]
         if noise_mode == "random":
-            shape, device = (1, self.resolution, self.resolution), x.device
-            noise = distributed.sample_rows(  # this rank's rows of the global batch's noise
-                lambda m: torch.randn(m, *shape, device=device), x.shape[0]
-            )
+            noise = self.draw_noise(x.shape[0], (1, self.resolution, self.resolution), x.device)
             x = x + (noise * self.noise_strength).to(x.dtype)
         elif noise_mode == "const":
             x = x + (self.noise_const * self.noise_strength).to(x.dtype)
@@ -246,10 +262,16 @@ class Mapping(nn.Module):
     running average of w (decay ``w_avg_beta``) for truncation."""
 
     def __init__(
-        self, z_dim: int, w_dim: int, depth: int = 2, lr_mul: float = 0.01, w_avg_beta=0.998
+        self,
+        z_dim: int,
+        w_dim: int,
+        depth: int = 2,
+        lr_mul: float = 0.01,
+        w_avg_beta: float = 0.998,
+        batch_mean: BatchMean = local_mean,
     ) -> None:
         super().__init__()
-        self.z_dim, self.w_avg_beta = z_dim, w_avg_beta
+        self.z_dim, self.w_avg_beta, self.batch_mean = z_dim, w_avg_beta, batch_mean
         for i in range(depth):
             fin = z_dim if i == 0 else w_dim
             setattr(self, f"fc{i}", FullyConnected(fin, w_dim, act=True, lr_mul=lr_mul))
@@ -264,7 +286,7 @@ class Mapping(nn.Module):
             x = getattr(self, f"fc{i}")(x)
         if update_w_avg:
             with torch.no_grad():
-                mean = distributed.mean_tensor(x.detach().mean(0))  # the global batch's
+                mean = self.batch_mean(x.detach())
                 self.w_avg.copy_(mean.lerp(self.w_avg, self.w_avg_beta))
         if truncation_psi != 1:
             x = self.w_avg.lerp(x, truncation_psi)
@@ -275,7 +297,14 @@ class SynthesisBlock(nn.Module):
     """One resolution: (constant | conv0 up) -> conv1 -> torgb, RGB added to the upsampled skip."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, w_dim: int, res: int, fp16: bool, clamp
+        self,
+        in_channels: int,
+        out_channels: int,
+        w_dim: int,
+        res: int,
+        fp16: bool,
+        clamp,
+        noise: NoiseSource = standard_noise,
     ) -> None:
         super().__init__()
         self.res, self.use_fp16 = res, fp16
@@ -283,9 +312,11 @@ class SynthesisBlock(nn.Module):
             self.const = nn.Parameter(torch.randn(out_channels, res, res))
         else:
             self.conv0 = ModulatedConv(
-                in_channels, out_channels, w_dim, res, up=True, conv_clamp=clamp
+                in_channels, out_channels, w_dim, res, up=True, conv_clamp=clamp, noise=noise
             )
-        self.conv1 = ModulatedConv(out_channels, out_channels, w_dim, res, conv_clamp=clamp)
+        self.conv1 = ModulatedConv(
+            out_channels, out_channels, w_dim, res, conv_clamp=clamp, noise=noise
+        )
         self.torgb = ToRGB(out_channels, w_dim, conv_clamp=clamp)
         self.num_conv = 1 if in_channels == 0 else 2
         self.register_buffer("filter", blur_kernel(), persistent=False)
@@ -308,7 +339,14 @@ class Synthesis(nn.Module):
     """ws [N, num_ws, w_dim] -> image [N, 3, res, res] (skip architecture)."""
 
     def __init__(
-        self, resolution: int, w_dim: int, cbase: int, cmax: int, num_fp16_res: int, clamp
+        self,
+        resolution: int,
+        w_dim: int,
+        cbase: int,
+        cmax: int,
+        num_fp16_res: int,
+        clamp,
+        noise: NoiseSource = standard_noise,
     ) -> None:
         super().__init__()
         self.resolutions = block_resolutions(resolution)
@@ -318,7 +356,7 @@ class Synthesis(nn.Module):
             cin = 0 if res == MIN_RESOLUTION else channels_at(res // 2, cbase, cmax)
             cout = channels_at(res, cbase, cmax)
             use_fp16 = num_fp16_res > 0 and res >= fp16_from
-            block = SynthesisBlock(cin, cout, w_dim, res, use_fp16, clamp)
+            block = SynthesisBlock(cin, cout, w_dim, res, use_fp16, clamp, noise)
             setattr(self, f"b{res}", block)
             self.num_ws += block.num_conv
         self.num_ws += 1  # the last ToRGB
@@ -334,9 +372,8 @@ class Synthesis(nn.Module):
 
 
 class Generator(nn.Module):
-    """Mapping + synthesis; ``G(z)`` broadcasts one w to every layer (no mixing, no truncation)."""
-
-    player = "G"
+    """Mapping + synthesis; ``G(z)`` broadcasts one w to every layer (no mixing, no truncation).
+    ``noise`` draws the synthesis layers' noise, ``batch_mean`` averages w for ``w_avg``."""
 
     def __init__(
         self,
@@ -348,11 +385,14 @@ class Generator(nn.Module):
         cmax: int = 512,
         num_fp16_res: int = 4,
         conv_clamp: float | None = 256,
+        *,
+        noise: NoiseSource = standard_noise,
+        batch_mean: BatchMean = local_mean,
     ) -> None:
         super().__init__()
         self.z_dim, self.w_dim, self.resolution = z_dim, w_dim, resolution
-        self.mapping = Mapping(z_dim, w_dim, map_depth)
-        self.synthesis = Synthesis(resolution, w_dim, cbase, cmax, num_fp16_res, conv_clamp)
+        self.mapping = Mapping(z_dim, w_dim, map_depth, batch_mean=batch_mean)
+        self.synthesis = Synthesis(resolution, w_dim, cbase, cmax, num_fp16_res, conv_clamp, noise)
         self.num_ws = self.synthesis.num_ws
 
     def ws(
@@ -414,8 +454,6 @@ class DiscriminatorEpilogue(nn.Module):
 class Discriminator(nn.Module):
     """Residual discriminator; returns logits of shape [N, 1]."""
 
-    player = "D"
-
     def __init__(
         self,
         resolution: int = 128,
@@ -453,11 +491,25 @@ def build(
     conv_clamp: float | None = 256,
     mbstd_group: int = 4,
     seed: int = 0,
+    noise: NoiseSource = standard_noise,
+    batch_mean: BatchMean = local_mean,
 ) -> tuple[Generator, Discriminator]:
     """(G, D) of the ``--cfg=stylegan2`` configuration, initialised from ``seed`` (the global
-    torch RNG is left untouched). Small ``resolution``/``cbase``/``cmax`` give CPU-test sizes."""
+    torch RNG is left untouched). Small ``resolution``/``cbase``/``cmax`` give CPU-test sizes;
+    ``noise`` and ``batch_mean`` as in ``Generator``."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        G = Generator(resolution, z_dim, w_dim, map_depth, cbase, cmax, num_fp16_res, conv_clamp)
+        G = Generator(
+            resolution,
+            z_dim,
+            w_dim,
+            map_depth,
+            cbase,
+            cmax,
+            num_fp16_res,
+            conv_clamp,
+            noise=noise,
+            batch_mean=batch_mean,
+        )
         D = Discriminator(resolution, cbase, cmax, num_fp16_res, conv_clamp, mbstd_group)
     return G, D

@@ -9,7 +9,13 @@ from trainers.optim.diagnostics import DIAGNOSTICS
 from trainers.optim.graft import Graft
 from trainers.optim.groups import GRANULARITIES, named_param_groups
 from trainers.optim.presets import PRESETS, Preset
-from trainers.optim.profile import load_scale_profile, save_scale_profile, scale_profile
+from trainers.optim.profile import (
+    checkpoint_profile,
+    load_scale_profile,
+    run_profile,
+    save_scale_profile,
+    scale_profile,
+)
 from trainers.optim.registry import NAMES, ROLES, RULES, build, options_of
 from trainers.optim.rule import Batch, Rule, Slot, Unit
 from trainers.optim.rules import *  # noqa: F403 (every rule class)
@@ -29,9 +35,11 @@ __all__ = [
     "Slot",
     "Unit",
     "build",
+    "checkpoint_profile",
     "load_scale_profile",
     "named_param_groups",
     "options_of",
+    "run_profile",
     "save_scale_profile",
     "scale_profile",
     *_rules,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import nn
 
 GRANULARITIES = ("layer", "global", "tensor")
@@ -46,8 +45,3 @@ def named_param_groups(model: nn.Module, granularity: str = "layer") -> list[dic
     if granularity == "global":
         groups = [{"name": "global", "params": [p for g in groups for p in g["params"]]}]
     return groups
-
-
-def num_parameters(groups: list[dict[str, Any]]) -> int:
-    """Number of scalar parameters in ``groups``."""
-    return sum(p.numel() for g in groups for p in g["params"] if isinstance(p, torch.Tensor))

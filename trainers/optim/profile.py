@@ -2,7 +2,7 @@
 live optimizer, a saved optimizer state, or a finished run; saved as JSON.
 
 The command line (``python -m trainers profile RUN_DIR --out FILE [--player G]``) reads the
-newest checkpoint of a trial directory (as written by ``trainers.run``; or one checkpoint
+newest checkpoint of a trial directory (as written by ``trainers.trial.run``; or one checkpoint
 directory, e.g. a Tune trial's ``checkpoint_000004``), takes each optimizer's running
 diagnostics (sum over all steps, restored exactly on resume) and writes one JSON file keyed
 ``"G/<layer>"`` and ``"D/<layer>"``. The StyleGAN2 experiment accepts that file as
@@ -19,10 +19,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from trainers import checkpoint
-from trainers.atomic import atomic_write
 from trainers.optim.diagnostics import DIAGNOSTICS
 from trainers.optim.graft import Graft
+from trainers.trial import checkpoint
+from trainers.trial.atomic import atomic_write
 
 ADAM_OPTIMIZERS = ("adam", "ada-nsgda", "adadir", "graft")
 
@@ -77,7 +77,9 @@ def load_scale_profile(path: str | os.PathLike) -> dict[str, float]:
 def run_profile(run_dir: str | os.PathLike, player: str | None = None) -> dict[str, float]:
     """The profile of the trial in ``run_dir`` from its newest checkpoint; ``run_dir`` may also
     be one checkpoint directory."""
-    from trainers.run import CHECKPOINTS  # trainers.run imports the experiments, which import us
+    from trainers.trial.run import (
+        CHECKPOINTS,  # trainers.trial.run imports the experiments, which import us
+    )
 
     run_dir = Path(run_dir)
     if (run_dir / checkpoint.STATE).is_file():  # one checkpoint

@@ -1,6 +1,6 @@
 """WGAN-GP losses (Gulrajani et al. 2017): the critic's Wasserstein loss and gradient penalty.
 
-Conventions as in ``trainers.losses``: every function returns a 0-dim tensor to be *minimised*
+Conventions as in ``trainers.losses.minimax``: every function returns a 0-dim tensor to be *minimised*
 by its player; ``real`` and ``fake`` are the critic's scores.
 
 - ``wgan_critic_loss``: E D(G(z)) - E D(x).

@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from trainers.trial.atomic import atomic_write
+
 STATE = "state.pt"
 PREFIX = "step_"
 
@@ -19,9 +21,8 @@ def write(payload: dict[str, Any], parent: str | os.PathLike) -> Path:
     parent = Path(parent)
     parent.mkdir(parents=True, exist_ok=True)
     directory = Path(tempfile.mkdtemp(prefix="ckpt-", dir=parent))
-    tmp = directory / (STATE + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, directory / STATE)
+    with atomic_write(directory / STATE, "wb", sync=False) as f:
+        torch.save(payload, f)
     return directory
 
 

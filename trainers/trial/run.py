@@ -18,9 +18,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from trainers import checkpoint, experiments, loop, provenance
-from trainers.atomic import atomic_write
+from trainers import experiments
 from trainers.config import ConfigError
+from trainers.trial import checkpoint, loop, provenance
+from trainers.trial.atomic import atomic_write
 
 RESULTS = "results.jsonl"
 TRIAL = "trial.json"
@@ -132,9 +133,8 @@ def run_trial(
         images = out / IMAGES
         images.mkdir(exist_ok=True)
         for name, fig in figures.items():
-            tmp = images / f".{name}_step{step:09d}.png"
-            fig.savefig(tmp, format="png", dpi=80)
-            os.replace(tmp, images / f"{name}_step{step:09d}.png")
+            with atomic_write(images / f"{name}_step{step:09d}.png", "wb", sync=False) as f:
+                fig.savefig(f, format="png", dpi=80)
 
     try:
         last = loop.train(

@@ -18,7 +18,7 @@ def git_commit() -> str:
     "unknown" (an installed wheel has no git)."""
     if os.environ.get("GANSWEEP_COMMIT"):
         return os.environ["GANSWEEP_COMMIT"]
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # the checkout
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10

@@ -16,8 +16,9 @@ from typing import Any
 
 import torch
 
-from trainers import checkpoint, distributed, experiments
+from trainers import distributed, experiments
 from trainers.metrics.dynamics import Dynamics
+from trainers.trial import checkpoint
 
 OnReport = Callable[[dict[str, Any], "Path | None"], None]
 
