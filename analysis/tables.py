@@ -66,12 +66,20 @@ METRICS: dict[str, Metric] = {
         Metric("modes_covered", _col("modes_covered"), True, "modes covered"),
         Metric("modes_share", _modes_share, True, "share of modes covered"),
         Metric("hq_fraction", _col("hq_fraction"), True, "high-quality samples"),
+        Metric("mode_kl", _col("mode_kl"), False, "KL(mode histogram, uniform)"),
         Metric("objective", _col("objective"), False, "sweep objective"),
     )
 }
 
 # the default metric of each experiment's table
 EXPERIMENT_METRIC = {"bimodal": "both", "mog": "modes_covered"}
+
+
+def get_metric(name: str) -> Metric:
+    """The metric ``name`` (ValueError naming the known ones otherwise)."""
+    if name not in METRICS:
+        raise ValueError(f"metric {name!r} is unknown; known: {', '.join(METRICS)}")
+    return METRICS[name]
 
 
 def metric_for(experiment: str) -> str:
@@ -129,7 +137,7 @@ def step_size_table(
     ``n`` (seeds with a value), ``seeds`` (trials), ``diverged``, ``errored``, ``running``,
     ``protocol`` and ``failed_share`` (diverged or errored among the settled seeds).
     """
-    m = METRICS[metric]
+    m = get_metric(metric)
     final = final_rows(df)
     if final.empty:
         return pd.DataFrame()
@@ -194,7 +202,7 @@ def main_table(
     ``ratio`` is the mean divided by the ``reference`` cell's mean in the same group.
     FID-like metrics need one protocol per group (see ``step_size_table``).
     """
-    m = METRICS[metric]
+    m = get_metric(metric)
     steps = step_size_table(df, metric, by_protocol)
     if steps.empty:
         return steps

@@ -6,7 +6,10 @@ Two parameter sets shaped like the study's networks (the same tensor shapes, ran
 computed in every timed step (they always are). Targets: nsgda <= 0.8x Adam's step time,
 ada-nsgda and adadir <= 1.2x.
 
-    python benchmarks/optim_step.py [--device cuda] [--repeats 30]
+    python benchmarks/optim_step.py [--device cuda] [--repeats 30] [--quick]
+
+``--quick`` times the WGAN-GP set only, 5 repeats: seconds, a check that every optimizer steps
+(its ratios are noisy).
 """
 
 from __future__ import annotations
@@ -84,14 +87,17 @@ def time_steps(opt: torch.optim.Optimizer, device: torch.device, repeats: int) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=None, help="timed steps (default 30)")
+    parser.add_argument("--quick", action="store_true", help="WGAN-GP shapes only, 5 repeats")
     args = parser.parse_args()
+    repeats = args.repeats if args.repeats is not None else (5 if args.quick else 30)
     device = torch.device(args.device)
     torch.manual_seed(0)
     print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
     print("ratio = step time / torch.optim.Adam(foreach=True) step time, same parameters, same run")
     failed = []
-    for label, make in [("wgangp_g", wgangp_generator), ("stylegan2_g", stylegan2_generator)]:
+    sets = [("wgangp_g", wgangp_generator), ("stylegan2_g", stylegan2_generator)]
+    for label, make in sets[:1] if args.quick else sets:
         model = make().to(device)
         params = list(model.parameters())
         for p in params:
@@ -99,7 +105,7 @@ def main() -> None:
         n = sum(p.numel() for p in params)
         print(f"\n{label}: {n / 1e6:.2f}M parameters in {len(params)} tensors")
         baseline = torch.optim.Adam(params, lr=1e-8, betas=(0.0, 0.9), foreach=True)
-        base = time_steps(baseline, device, args.repeats)
+        base = time_steps(baseline, device, repeats)
         print(f"  {'optimizer':<24}{'ms/step':>10}{'ratio':>8}{'target':>8}")
         print(f"  {'torch Adam(foreach)':<24}{base * 1e3:>10.2f}{1.0:>8.2f}")
         for name in optim.NAMES:
@@ -107,7 +113,7 @@ def main() -> None:
                 continue
             for granularity in ("layer", "global"):
                 opt = optim.build(name, model, 1e-8, granularity=granularity)
-                t = time_steps(opt, device, args.repeats)
+                t = time_steps(opt, device, repeats)
                 ratio = t / base
                 target = TARGETS.get(name)
                 mark = ""

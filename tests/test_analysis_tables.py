@@ -212,3 +212,12 @@ def test_objective_table_is_what_the_sweep_engine_computes(real):
     for cell in t.index:
         assert t.loc[cell, "mean"] == pytest.approx(means.loc[cell].min())
         assert (t.loc[cell, "lr_d"], t.loc[cell, "lr_g"]) == means.loc[cell].idxmin()
+
+
+def test_an_unknown_metric_is_named_with_the_known_ones():
+    import pandas as pd
+
+    from analysis import tables
+
+    with pytest.raises(ValueError, match=r"metric 'modekl' is unknown; known: fid, .*mode_kl"):
+        tables.main_table(pd.DataFrame({"x": [1]}), "modekl")
