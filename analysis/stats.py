@@ -120,7 +120,7 @@ def p_improve(values: Sequence[float], ref: Sequence[float], higher_is_better: b
 
 def p_value(values: Sequence[float], ref: Sequence[float], s: Settings) -> float:
     """Two-sided permutation test of the difference of means (``scipy.stats.
-    permutation_test``): exact when there are at most ``s.n_resamples`` distinct
+    permutation_test``; two-sided is twice the smaller one-sided p, at most 1): exact when there are at most ``s.n_resamples`` distinct
     permutations, else ``s.n_resamples`` seeded random ones. NaN unless each sample has two
     values or more (scipy's requirement)."""
     x, y = np.asarray(values, dtype=float), np.asarray(ref, dtype=float)
