@@ -229,6 +229,7 @@ def main_table(
       (two-sided permutation test of the difference of means; exact up to ``n_resamples``
       distinct permutations).
     - ``iqm``: interquartile mean, from 8 seeds on (NaN below).
+    - ``is_reference``: the row is its group's reference (the one the others are compared to).
 
     ``table.attrs``: ``metric``, ``reference``, ``penalty`` and ``stats`` (level, method,
     n_resamples, seed, failed: "penalised" or "excluded").
@@ -312,6 +313,7 @@ def _add_stats(
     s: stats.Settings,
 ) -> pd.DataFrame:
     out = {c: pd.Series(np.nan, index=best.index, dtype=float) for c in STATS_COLUMNS}
+    is_ref = pd.Series(False, index=best.index, dtype=bool)
     samples = {i: seed_values(r, penalty) for i, r in best.iterrows()}
     for i, x in samples.items():
         out["ci_low"][i], out["ci_high"][i] = stats.mean_ci(x, s, binary=m.binary)
@@ -324,6 +326,7 @@ def _add_stats(
         if len(ref) != 1:
             continue
         y = samples[ref.index[0]]
+        is_ref[ref.index[0]] = True
         for i in idx:
             x = samples[i]
             if i == ref.index[0] or not x or not y:
@@ -332,7 +335,7 @@ def _add_stats(
             out["diff_low"][i], out["diff_high"][i] = stats.diff_ci(x, y, s)
             out["p_improve"][i] = stats.p_improve(x, y, m.higher_is_better)
             out["p_value"][i] = stats.p_value(x, y, s)
-    return best.assign(**out)
+    return best.assign(**out, is_reference=is_ref)
 
 
 def _num(v: float, digits: int) -> str:
@@ -389,7 +392,7 @@ def _name(cell: str) -> str:
 
 
 def _versus(r: pd.Series, reference: str) -> str:
-    if r["cell"] == reference or (r["optimizer"] == reference and math.isnan(r["diff"])):
+    if r.get("is_reference", r["cell"] == reference):
         return "reference"
     if math.isnan(r["diff"]):
         return "-"

@@ -175,6 +175,7 @@ def test_the_reference_row_has_no_comparison():
     for c in ("diff", "diff_low", "diff_high", "p_improve", "p_value"):
         assert math.isnan(t.loc["adam", c]), c
     assert 4.0 <= t.loc["adam", "ci_low"] < 5.0 < t.loc["adam", "ci_high"] <= 6.0
+    assert t["is_reference"].to_dict() == {"adam": True, "nsgda": False}
     md = tables.to_markdown(t.reset_index())
     assert "| reference |" in md
 
@@ -322,3 +323,13 @@ def test_stats_helpers_directly():
     assert stats.p_improve([1, 2], [2, 3], higher_is_better=False) == pytest.approx(3.5 / 4)
     assert stats.iqm(range(8)) == pytest.approx(3.5)
     assert math.isnan(stats.mean_ci([], s)[0]) and math.isnan(stats.p_value([1, 2], [], s))
+
+
+def test_a_group_without_the_reference_has_no_comparison():
+    t = tables.main_table(
+        frame(seeds("nsgda", 1e-2, [1.0, 2.0, 3.0]), seeds("sgda", 1e-2, [4.0, 5.0, 6.0])),
+        "objective",
+    )
+    assert not t["is_reference"].any() and t["diff"].isna().all() and t["p_value"].isna().all()
+    assert t["ci_low"].notna().all()
+    assert "| [1, 3] | - |" in tables.to_markdown(t)
