@@ -4,6 +4,9 @@ For each (experiment, dataset, model) and optimizer cell: the step size (lr_d, l
 the mean final metric over seeds, the mean, std and n of that metric at that step size, how many
 seeds diverged, errored or are still running there, and the ratio of the mean to Adam's. FID-like
 metrics are only compared under one evaluation protocol (``ProtocolError`` otherwise).
+Statistics over the seeds (``analysis.stats``): a confidence interval of the mean, the
+difference to Adam with its interval, P(a seed beats an Adam seed), a permutation test, the
+interquartile mean; ``caption(table)`` says how they were made.
 """
 
 from __future__ import annotations
@@ -143,7 +146,6 @@ def step_size_table(
     value, in seed order; failed and running seeds are left out).
     """
     m = get_metric(metric)
-    values_col = values
     final = final_rows(df)
     if final.empty:
         return pd.DataFrame()
@@ -166,23 +168,23 @@ def step_size_table(
     for key, g in final.groupby(keys, dropna=False, sort=True):
         if "seed" in g.columns:
             g = g.sort_values("seed", kind="stable")
-        values = g["_value"].dropna()
+        got = g["_value"].dropna()
         settled = int(g["_settled"].sum())
         failed = int(g["status"].isin(FAILED).sum())
         rows.append(
             {
                 **dict(zip(keys[:-1], key[:-1], strict=True)),
                 "optimizer": g["optimizer"].iloc[0],
-                "mean": float(values.mean()) if len(values) else np.nan,
-                "std": float(values.std(ddof=1)) if len(values) > 1 else np.nan,
-                "n": len(values),
+                "mean": float(got.mean()) if len(got) else np.nan,
+                "std": float(got.std(ddof=1)) if len(got) > 1 else np.nan,
+                "n": len(got),
                 "seeds": len(g),
                 "diverged": int((g["status"] == "diverged").sum()),
                 "errored": int((g["status"] == "errored").sum()),
                 "running": int((g["status"] == "running").sum()),
                 "failed_share": failed / settled if settled else np.nan,
                 "protocol": key[-1],
-                **({"values": tuple(float(v) for v in values)} if values_col else {}),
+                **({"values": tuple(float(v) for v in got)} if values else {}),
             }
         )
     return pd.DataFrame(rows)
