@@ -18,6 +18,7 @@ from analysis.report import report
 from analysis.schema import SchemaError
 from analysis.tables import (
     ProtocolError,
+    caption,
     final_rows,
     main_table,
     metric_for,
@@ -32,6 +33,7 @@ __all__ = [
     "NoData",
     "ProtocolError",
     "SchemaError",
+    "caption",
     "collect",
     "fig1",
     "fig2a",
