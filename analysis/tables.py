@@ -11,6 +11,7 @@ interquartile mean; ``caption(table)`` says how they were made.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -207,8 +208,12 @@ def main_table(
     level: float = 0.95,
     seed: int = 0,
     n_resamples: int = stats.N_RESAMPLES,
+    binary: bool | None = None,
 ) -> pd.DataFrame:
     """Per (group, cell): the step size with the best mean final metric over seeds.
+
+    ``binary``: the metric is a 0/1 outcome per seed (its interval is then Wilson's); default:
+    what the metric declares (a sweep's ``objective`` is 0/1 for ``miss_both``).
 
     A diverged or errored seed has no value; with ``penalty`` it counts as that value when
     ranking step sizes (``penalised_mean``, in column ``score``), without one a step size with
@@ -237,6 +242,8 @@ def main_table(
     n_resamples, seed, failed: "penalised" or "excluded").
     """
     m = get_metric(metric)
+    if binary is not None:
+        m = dataclasses.replace(m, binary=binary)
     steps = step_size_table(df, metric, by_protocol, values=True)
     if steps.empty:
         return steps
@@ -281,6 +288,7 @@ def main_table(
         "n_resamples": n_resamples,
         "seed": seed,
         "failed": "excluded" if penalty is None else "penalised",
+        "binary": m.binary,
     }
     return best.reset_index(drop=True)
 
@@ -422,7 +430,7 @@ def caption(table: pd.DataFrame) -> str:
     else:
         failed = "diverged/errored seeds are left out (counted in 'diverged')"
     ci = f"{s['level']:.0%} CI of the mean: "
-    if m is not None and m.binary:
+    if s.get("binary", m is not None and m.binary):
         ci += "Wilson score interval of the share"
     else:
         ci += f"{s['method']} bootstrap, {s['n_resamples']} resamples, seed {s['seed']}"

@@ -333,3 +333,18 @@ def test_a_group_without_the_reference_has_no_comparison():
     assert not t["is_reference"].any() and t["diff"].isna().all() and t["p_value"].isna().all()
     assert t["ci_low"].notna().all()
     assert "| [1, 3] | - |" in tables.to_markdown(t)
+
+
+def test_a_sweeps_0_1_objective_gets_the_wilson_interval():
+    """miss_both is 0 or 1 per seed: its sweep table passes binary=True (objectives.binary)."""
+    from sweeps.engine.objectives import OBJECTIVES
+
+    df = frame(seeds("nsgda", 0.1, [0.0, 0.0, 0.0]))
+    plain = tables.main_table(df, "objective")
+    assert (plain["ci_low"].item(), plain["ci_high"].item()) == (0.0, 0.0)  # says nothing
+    assert OBJECTIVES["miss_both"].binary and not OBJECTIVES["mode_kl"].binary
+    t = tables.main_table(df, "objective", binary=OBJECTIVES["miss_both"].binary)
+    z, n = 1.959963984540054, 3
+    assert t["ci_low"].item() == pytest.approx(0.0, abs=1e-12)
+    assert t["ci_high"].item() == pytest.approx((z * z / n) / (1 + z * z / n))  # Wilson at 0/3
+    assert "Wilson" in tables.caption(t) and "Wilson" not in tables.caption(plain)

@@ -23,6 +23,7 @@ class Objective:
     value: Callable[[dict[str, Any]], float]
     penalty: float
     meaning: str
+    binary: bool = False  # 0 or 1 per seed (its table interval is Wilson's)
 
     def of(self, report: dict[str, Any] | None, penalty: float | None = None) -> float:
         """The objective of a final report; the penalty when it diverged, failed or is missing."""
@@ -57,7 +58,11 @@ OBJECTIVES: dict[str, Objective] = {
     for o in (
         Objective("fid", _fid, 500.0, "final FID (a diverged seed counts as 500)"),
         Objective(
-            "miss_both", _miss_both, 1.0, "1 unless the generator learnt both modes separately"
+            "miss_both",
+            _miss_both,
+            1.0,
+            "1 unless the generator learnt both modes separately",
+            binary=True,
         ),
         Objective(
             "modes_missed",

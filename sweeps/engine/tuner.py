@@ -140,13 +140,18 @@ def comparison(sweep: Sweep, path: str) -> tuple[Any, Any]:
     per cell the step size with the lowest mean objective over seeds, failed seeds counted
     as the objective's penalty (``sweeps.engine.objectives.penalty_of``)."""
     import analysis
-    from sweeps.engine.objectives import penalty_of
+    from sweeps.engine.objectives import OBJECTIVES, penalty_of
 
     results = storage.join(path, "results")
     analysis.collect(path, results, progress=_collect_fault)
     df = analysis.load(results)
     df = df[df["sweep"] == sweep.name]
-    table = analysis.main_table(df, "objective", penalty=penalty_of(sweep.metric, sweep.penalty))
+    table = analysis.main_table(
+        df,
+        "objective",
+        penalty=penalty_of(sweep.metric, sweep.penalty),
+        binary=OBJECTIVES[sweep.metric].binary,
+    )
     return table, analysis.final_rows(df)
 
 
