@@ -48,3 +48,23 @@ def test_locations(tmp_path, monkeypatch):
     (tmp_path / "a").mkdir()
     storage.move(str(tmp_path / "a"), str(tmp_path / ".a.interrupted"))
     assert [p.name for p in tmp_path.iterdir()] == [".a.interrupted"]
+
+
+def test_a_tune_state_being_rewritten_is_read_again_then_the_older_one(tmp_path, monkeypatch):
+    """Tune rewrites experiment_state-*.json in place: an empty or cut-short newest file is
+    retried, then the state before it (the one a resume restored from) is read."""
+    from sweeps.engine import ledger
+
+    monkeypatch.setattr(ledger, "_trials_of", lambda state: state)
+    (tmp_path / "experiment_state-2026-12-01_10-00-00.json").write_text(
+        '{"trial_data": [], "n": 1}'
+    )
+    (tmp_path / "experiment_state-2026-12-02_10-00-00.json").write_text('{"trial_da')
+    assert ledger.tune_trials(str(tmp_path), attempts=2, wait_s=0.01) == {"trial_data": [], "n": 1}
+    (tmp_path / "experiment_state-2026-12-02_10-00-00.json").write_text(
+        '{"trial_data": [], "n": 2}'
+    )
+    assert ledger.tune_trials(str(tmp_path), attempts=2, wait_s=0.01)["n"] == 2
+    for p in tmp_path.iterdir():
+        p.write_text("")
+    assert ledger.tune_trials(str(tmp_path), attempts=2, wait_s=0.01) == {}

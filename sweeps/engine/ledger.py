@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,13 +68,19 @@ class TuneTrial:
     last_result: dict[str, Any]
 
 
-def newest_state(experiment: str) -> str | None:
-    """The path of the newest ``experiment_state-*.json`` of an experiment (local or URI)."""
+def states(experiment: str) -> list[str]:
+    """The paths of an experiment's ``experiment_state-*.json`` files, newest first (local or
+    URI; Tune's own rule: newest by name)."""
     fs, root = storage.filesystem(experiment)
     infos = storage.listing(fs, root)
     names = [i.base_name for i in infos if i.type == pyarrow.fs.FileType.File]
-    matching = fnmatch.filter(names, STATE_GLOB)
-    return f"{root}/{max(matching)}" if matching else None  # Tune's own rule: newest by name
+    return [f"{root}/{n}" for n in sorted(fnmatch.filter(names, STATE_GLOB), reverse=True)]
+
+
+def newest_state(experiment: str) -> str | None:
+    """The path of the newest ``experiment_state-*.json`` of an experiment (None: none yet)."""
+    found = states(experiment)
+    return found[0] if found else None
 
 
 def has_state(experiment: str) -> bool:
@@ -81,16 +88,28 @@ def has_state(experiment: str) -> bool:
     return newest_state(experiment) is not None
 
 
-def tune_trials(experiment: str) -> dict[str, TuneTrial]:
-    """Every trial of Tune's newest experiment state, by trial id (empty if there is none)."""
-    from ray.tune.experiment.trial import Trial
+def tune_trials(experiment: str, attempts: int = 5, wait_s: float = 0.2) -> dict[str, TuneTrial]:
+    """Every trial of Tune's newest experiment state, by trial id (empty if there is none).
+
+    Tune rewrites its state file in place while a sweep runs, so a read can find it empty or
+    cut short: such a read is retried ``attempts`` times, ``wait_s`` apart, and then the next
+    older state is read (on a resume, the one Tune restored from)."""
     from ray.tune.utils.serialization import _loads_with_cloudpickle
 
-    path = newest_state(experiment)
-    if path is None:
-        return {}
     fs, _ = storage.filesystem(experiment)
-    state = _loads_with_cloudpickle(storage.read_bytes(fs, path))  # as Tune reads it
+    for n, path in enumerate(states(experiment)):
+        for _ in range(attempts if n == 0 else 1):
+            try:
+                state = _loads_with_cloudpickle(storage.read_bytes(fs, path))  # as Tune reads it
+                return _trials_of(state)
+            except (ValueError, KeyError, TypeError):  # JSONDecodeError is a ValueError
+                time.sleep(wait_s)
+    return {}
+
+
+def _trials_of(state: dict[str, Any]) -> dict[str, TuneTrial]:
+    from ray.tune.experiment.trial import Trial
+
     out = {}
     for trial_json, metadata_json in state["trial_data"]:
         trial = Trial.from_json_state(trial_json, stub=True)

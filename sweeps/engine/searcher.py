@@ -64,7 +64,6 @@ class CellSearcher(Searcher):
     def _load(self) -> None:
         """Rebuild studies, ledger, live trials and the queue; reconcile with Tune's trials."""
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self._loaded = True
         self._next_cell = 0
         if self._local is not None:
             os.makedirs(self._local, exist_ok=True)
@@ -84,8 +83,9 @@ class CellSearcher(Searcher):
             storage = optuna.storages.InMemoryStorage()
             self.studies = {c.name: self._study(c, storage) for c in self.sweep.cells}
             self.ledger = ledger.Ledger(None)
-        self._snapshot = None
         self._reconcile(ledger.tune_trials(self.experiment))
+        self._snapshot = None
+        self._loaded = True  # only once whole: a load that raised is done again on the next call
 
     def _study(self, cell: Cell, storage: Any) -> optuna.Study:
         seed = self.sweep.sampler_seed
