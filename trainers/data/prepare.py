@@ -38,6 +38,9 @@ class PrepareError(ValueError):
     """Bad arguments or input for ``prepare_images``; the message says what and why."""
 
 
+ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest a zip can say: every entry, every run
+
+
 def _to_stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -185,7 +188,10 @@ def _write_zip(
                 skipped += 1
                 log(f"prepare: skipped {label}: {e}")
                 continue
-            out.writestr(f"{written:08d}.png", _png(image))
+            # a fixed timestamp: writestr with a bare name stamps the current time, and the
+            # same source must give the same zip byte for byte
+            entry = zipfile.ZipInfo(f"{written:08d}.png", date_time=ZIP_TIME)
+            out.writestr(entry, _png(image), compress_type=zipfile.ZIP_STORED)
             written += 1
             meter.tick(written)
     if written == 0:
