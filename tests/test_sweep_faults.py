@@ -46,7 +46,9 @@ def trial_rows(storage: Path) -> dict[str, list[dict]]:
     out = {}
     for d in (storage / "faults").iterdir():
         if (d / "result.json").exists():
-            rows = [json.loads(x) for x in (d / "result.json").read_text().splitlines() if x]
+            rows = _complete_lines((d / "result.json").read_text())
+            if not rows:
+                continue
             out[
                 d.name.split("_")[0]
                 + f"_lr{rows[0]['config']['trainer']['lr_g']:.0e}_s{rows[0]['config']['trainer']['seed']}"
@@ -124,6 +126,18 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
     for _, trial in df.groupby("trial_id"):
         assert sorted(trial["step"].tolist()) == list(range(100, steps + 1, 100))
     assert "nsgda" in output(p)
+
+
+def _complete_lines(text: str) -> list[dict]:
+    """The rows of a result.json; a last line cut short (a process killed mid-write) is left
+    out, as analysis.collect leaves it."""
+    lines = [x for x in text.split("\n") if x]
+    if lines and not text.endswith("\n"):
+        try:
+            json.loads(lines[-1])
+        except json.JSONDecodeError:
+            lines = lines[:-1]
+    return [json.loads(x) for x in lines]
 
 
 def _safe_rows(storage: Path) -> dict[str, list[dict]]:
