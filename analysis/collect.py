@@ -297,7 +297,7 @@ def _text(v: Any) -> str:
 
 def _read_manifest(fs: pafs.FileSystem, dest: str) -> dict[str, Any]:
     path = f"{dest}/{MANIFEST}"
-    if fs.get_file_info(path).type != pafs.FileType.File:
+    if not storage.is_file(fs, path):
         return {}
     return json.loads(_read_text(fs, path)).get("trials", {})
 
@@ -326,7 +326,7 @@ def collect(source: str | Iterable[str], dest: str, progress: Progress | None = 
         part = f"{droot}/{trial.part}"
         if entry is None or entry["signature"] != trial.signature():
             new = read_trial(trial)
-            if dfs.get_file_info(part).type == pafs.FileType.File:
+            if storage.is_file(dfs, part):
                 old = read_part(dfs, part)
                 new = pd.concat([old, new], ignore_index=True) if len(new) else old
             # a Tune restore re-reports the rows after the checkpoint it resumed from, with the

@@ -69,7 +69,7 @@ def write_atomic(fs: pafs.FileSystem, path: str, write: Callable[[Any], None]) -
         with fs.open_output_stream(tmp) as f:
             write(f)
     except BaseException:
-        if fs.get_file_info(tmp).type == pafs.FileType.File:
+        if is_file(fs, tmp):
             fs.delete_file(tmp)
         raise
     fs.move(tmp, path)
