@@ -152,14 +152,19 @@ def _json_lines(text: str) -> Iterator[dict[str, Any]]:
 
 
 def _config_columns(config: dict[str, Any]) -> dict[str, Any]:
-    """Columns of a trial's config: a sweep trial's is ``{"cell", "study_trial", "trainer"}``
-    (``sweeps.engine.trials``); a plain run's, or an older sweep's, the trainer config itself."""
+    """Columns of a trial's config: a sweep trial's is ``{"cell", "study_trial", "stage",
+    "trainer"}`` (``sweeps.engine.trials``; an older sweep's has no stage: every trial was a
+    tuning one); a plain run's, or a still older sweep's, the trainer config itself."""
     ids: dict[str, Any] = {}
     if isinstance(config.get("trainer"), dict):
-        ids = {"cell": config.get("cell"), "study_trial": config.get("study_trial")}
+        ids = {
+            "cell": config.get("cell"),
+            "study_trial": config.get("study_trial"),
+            "stage": config.get("stage") or "tune",
+        }
         config = config["trainer"]
     elif CELL_KEY in config:  # sweeps before the ids moved beside the trainer config
-        ids = {"cell": config[CELL_KEY], "study_trial": config.get("sweep_trial")}
+        ids = {"cell": config[CELL_KEY], "study_trial": config.get("sweep_trial"), "stage": "tune"}
         config = {k: v for k, v in config.items() if k not in (CELL_KEY, "sweep_trial")}
     out: dict[str, Any] = {}
     for k, v in config.items():
@@ -169,6 +174,8 @@ def _config_columns(config: dict[str, Any]) -> dict[str, Any]:
     out["cell"] = ids.get("cell") or config.get("optimizer")
     if ids.get("study_trial") is not None:
         out["study_trial"] = int(ids["study_trial"])
+    if ids.get("stage") is not None:
+        out["stage"] = ids["stage"]
     return out
 
 

@@ -25,7 +25,8 @@ def optimizer_cells(dataset: str, optimizers: tuple[str, ...] = tuple(GRIDS)) ->
 
 
 def smoke(sweep: Sweep) -> Sweep:
-    """Two cells, one step size each, two seeds, tiny networks on generated images, CPU only."""
+    """Two cells, one step size each, two seeds (and one confirmation seed if the sweep has
+    them), tiny networks on generated images, CPU only."""
     cells = [
         replace(c, dataset=None, lrs=replace(c.lrs, grid=c.lrs.grid[len(c.lrs.grid) // 2 :][:1]))
         for c in sweep.cells[:2]
@@ -34,6 +35,7 @@ def smoke(sweep: Sweep) -> Sweep:
         sweep,
         cells=cells,
         seeds=list(sweep.seeds)[:2],
+        confirm_seeds=sweep.confirmation_seeds()[:1],
         fixed={**sweep.fixed, **SMOKE},
         resources=Resources(cpu=1, gpu=0),
     )

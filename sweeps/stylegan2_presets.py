@@ -76,6 +76,7 @@ def profile_sweep(sweep: Sweep) -> Sweep:
         name=sweep.name + STAGE_ONE_SUFFIX,
         cells=[Cell("ada-nsgda", StepSizes(grid=(lr,)), dataset=dataset)],
         seeds=[0],
+        confirm_seeds=(),  # one run that measures magnitudes: nothing to confirm
     )
 
 

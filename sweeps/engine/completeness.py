@@ -1,7 +1,8 @@
 """Is a sweep done? Every declared (cell, step size, ratio, seed) ended exactly once.
 
-A grid cell declares grid x ratios x seeds trials; a TPE cell ``trials`` step sizes x seeds.
-A trial has ended when it finished, diverged or errored after its retries (``status`` of
+A grid cell declares grid x ratios x seeds trials; a TPE cell ``trials`` step sizes x seeds;
+with confirmation seeds, each cell also its one chosen step size x the confirmation seeds
+(rows of ``stage`` "confirm"; rows without a stage are tuning rows). A trial has ended when it finished, diverged or errored after its retries (``status`` of
 ``analysis``); a running or absent one is missing. Checked on the collected rows, so what the
 table rests on is what is checked.
 """
@@ -51,6 +52,10 @@ def check(sweep: Sweep, final: Any) -> Check:
     out = Check(expected=sweep.total_trials())
     if len(final):
         final = final[final["status"].isin(ENDED)]
+    stage = final["stage"].fillna("tune") if "stage" in final.columns else None
+    confirm = final[stage == "confirm"] if stage is not None else final.iloc[:0]
+    final = final[stage != "confirm"] if stage is not None else final
+    _check_confirmation(sweep, confirm, out)
     for cell in sweep.cells:
         rows = final[final["cell"] == cell.name] if len(final) else final
         got: Counter[tuple[str, str, int]] = Counter()
@@ -86,3 +91,31 @@ def check(sweep: Sweep, final: Any) -> Check:
                 f"({untried * len(sweep.seeds)} trials)"
             )
     return out
+
+
+def _check_confirmation(sweep: Sweep, rows: Any, out: Check) -> None:
+    """Each cell's confirmation: one step size, every confirmation seed ended once."""
+    seeds = sweep.confirmation_seeds()
+    if not seeds:
+        return
+    for cell in sweep.cells:
+        mine = rows[rows["cell"] == cell.name] if len(rows) else rows
+        got: Counter[int] = Counter(int(s) for s in mine.get("seed", []))
+        steps = sorted(
+            {(_num(g), _num(d / g)) for g, d in zip(mine.get("lr_g", []), mine.get("lr_d", []))}
+        )
+        where = f"{cell.name} (confirmation"
+        where += f" at lr={steps[0][0]} ratio={steps[0][1]})" if len(steps) == 1 else ")"
+        if len(steps) > 1:
+            out.duplicated.append(
+                f"{cell.name}: confirmation ran at {len(steps)} step sizes: "
+                + ", ".join(f"lr={lr} ratio={r}" for lr, r in steps)
+            )
+        for seed, n in sorted(got.items()):
+            if n > 1 and len(steps) == 1:
+                out.duplicated.append(f"{where} seed={seed} ({n} times)")
+        for seed in seeds:
+            if got.get(seed, 0):
+                out.ended += 1
+            else:
+                out.missing.append(f"{where} seed={seed}")

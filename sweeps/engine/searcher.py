@@ -7,6 +7,14 @@ seeds have ended the study is told the mean objective over seeds (a diverged or 
 counts as the objective's penalty). Cells are served round-robin, so all run concurrently in the
 one Tune experiment.
 
+Confirmation. Once every step size of a cell has been told (its search is done), the searcher
+chooses the cell's step size: the lowest told value, ties broken by the smaller lr_D, then the
+smaller lr_G (``analysis.main_table``'s rule). It writes the choice to the ledger, then
+dispatches that step size once per confirmation seed (``Sweep.confirm_seeds``, disjoint from the
+tuning seeds) as Tune trials of stage ``confirm``; their results are recorded but never told
+to the study. A restart reads the choice back (or, where Tune already ran a confirmation trial
+the ledger lacks, takes it from that trial), so a step size is never chosen twice.
+
 Durability. With a local (or shared-mount) storage every study lives in an Optuna journal file
 and every suggestion and seed result is appended to the ledger (``sweeps.engine.ledger``)
 before Tune sees it, so the searcher's durable state is never behind Tune's experiment state.
@@ -52,6 +60,7 @@ class CellSearcher(Searcher):
     def __init__(self, sweep: Sweep, experiment: str, max_concurrent: int | None = None) -> None:
         super().__init__(metric=OBJECTIVE, mode="min")
         self.sweep = sweep
+        self.confirm = tuple(sweep.confirmation_seeds())
         self.experiment = experiment
         self.max_concurrent = max_concurrent
         self.objective = OBJECTIVES[sweep.metric]
@@ -107,7 +116,11 @@ class CellSearcher(Searcher):
         the trials Tune restored (``tune``: empty on a fresh start)."""
         self._dispatched: dict[str, Key] = {}
         self._results: dict[Key, tuple[float, bool]] = {}
+        self._chosen: dict[str, int] = {}  # cell -> the study trial its confirmation runs
         for ev in self.ledger.events:
+            if ev["event"] == "choose":
+                self._chosen.setdefault(ev["cell"], int(ev["number"]))
+                continue
             key = (ev["cell"], int(ev["number"]), int(ev["seed"]))
             if ev["event"] == "dispatch":
                 self._dispatched[ev["trial_id"]] = key
@@ -117,6 +130,8 @@ class CellSearcher(Searcher):
             key = trials.key(t.config)
             if key is not None and t.trial_id not in self._dispatched:
                 self._ensure_asked(key, trials.trainer_config(t.config))
+                if key[2] in self.confirm and key[0] not in self._chosen:
+                    self._record_choice(key[0], key[1])  # Tune ran it: that was the choice
                 self._record_dispatch(t.trial_id, key)
             key = self._dispatched.get(t.trial_id)
             if key and key not in self._results and t.status == "TERMINATED" and t.last_result:
@@ -135,6 +150,9 @@ class CellSearcher(Searcher):
             study = self.studies[cell.name]
             asked = study.get_trials(deepcopy=False)
             self._asked[cell.name] = len(asked)
+            if cell.name in self._chosen:  # its search is done: only confirmation seeds left
+                requeued += self._queue_confirmation(cell, dispatched_keys)
+                continue
             for frozen in sorted(asked, key=lambda t: t.number):
                 if frozen.state != optuna.trial.TrialState.RUNNING:
                     continue
@@ -146,7 +164,9 @@ class CellSearcher(Searcher):
                     if key in dispatched_keys:
                         requeued.append(key)
                     self._queue.append((key, params))
-                self._tell_if_done(cell.name, frozen.number)
+                self._tell_if_done(cell.name, frozen.number)  # chooses when it tells the last
+            if cell.name not in self._chosen:  # all told before the driver stopped
+                self._choose_if_done(cell)
         if requeued:
             print(
                 f"gansweep: {len(requeued)} trial(s) were suggested but never recorded by Tune "
@@ -186,7 +206,8 @@ class CellSearcher(Searcher):
         cell_name, number, seed = key
         cell = next(c for c in self.sweep.cells if c.name == cell_name)
         raw = self.sweep.trial_config(cell, params["lr"], params["ratio"], seed)
-        config = trials.tune_config(cell_name, number, experiments.resolve_config(raw))
+        stage = trials.CONFIRM if seed in self.confirm else trials.TUNE
+        config = trials.tune_config(cell_name, number, experiments.resolve_config(raw), stage)
         self._record_dispatch(trial_id, key)
         self._live[trial_id] = key
         _fault("first_suggest", 0)
@@ -203,7 +224,10 @@ class CellSearcher(Searcher):
         if key is None or key in self._results:
             return
         self._record_result(key, result, error)
-        self._tell_if_done(key[0], key[1])
+        if key[2] in self.confirm:
+            _fault("confirm_result", sum(k[2] in self.confirm for k in self._results))
+        else:
+            self._tell_if_done(key[0], key[1])
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -249,6 +273,45 @@ class CellSearcher(Searcher):
         except RuntimeError as e:  # GridSampler calls study.stop() once the grid is done;
             if "Study.stop" not in str(e):  # under ask/tell that raises after the value is stored
                 raise
+        cell = next(c for c in self.sweep.cells if c.name == cell_name)
+        if cell_name not in self._chosen:
+            self._choose_if_done(cell)
+
+    # -- confirmation ------------------------------------------------------------------------
+
+    def _choose_if_done(self, cell: Cell) -> None:
+        """Once the cell's search is done, choose its step size and queue its confirmation
+        seeds (nothing without confirmation seeds)."""
+        if not self.confirm or self._asked[cell.name] < cell.lrs.size():
+            return
+        told = self.studies[cell.name].get_trials(deepcopy=False)
+        if len(told) < cell.lrs.size() or any(
+            t.state != optuna.trial.TrialState.COMPLETE for t in told
+        ):
+            return
+        best = min(told, key=lambda t: (t.value, *_step_size(t.params)))
+        self._record_choice(cell.name, best.number)
+        self._queue_confirmation(cell, set())
+
+    def _record_choice(self, cell_name: str, number: int) -> None:
+        self._chosen[cell_name] = number
+        self.ledger.append({"event": "choose", "cell": cell_name, "number": number})
+
+    def _queue_confirmation(self, cell: Cell, dispatched_keys: set[Key]) -> list[Key]:
+        """Queue the chosen step size's confirmation seeds that have no result and are not
+        running; returns those that were dispatched before (Tune lost them)."""
+        number = self._chosen[cell.name]
+        frozen = self.studies[cell.name].get_trials(deepcopy=False)[number]
+        params = {"lr": float(frozen.params["lr"]), "ratio": float(frozen.params["ratio"])}
+        requeued = []
+        for seed in self.confirm:
+            key = (cell.name, number, seed)
+            if key in self._results or key in self._live.values():
+                continue
+            if key in dispatched_keys:
+                requeued.append(key)
+            self._queue.append((key, params))
+        return requeued
 
     def _ask_next(self) -> None:
         """Ask the next cell (round-robin) that has step sizes left for one more study trial."""
@@ -277,14 +340,17 @@ class CellSearcher(Searcher):
         return {"lr": lr, "ratio": ratio}
 
     def _exhausted(self) -> bool:
-        return all(self._asked[c.name] >= c.lrs.size() for c in self.sweep.cells)
+        """Every step size asked and, with confirmation seeds, every cell's choice made (its
+        confirmation queued): until then a pending search may still add trials."""
+        asked = all(self._asked[c.name] >= c.lrs.size() for c in self.sweep.cells)
+        return asked and (not self.confirm or len(self._chosen) == len(self.sweep.cells))
 
     # -- state for Tuner.restore -------------------------------------------------------------
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled into ``tuner.pkl`` and Tune's checkpoints: the declaration, never the live
         state (rebuilt from the durable files, or from the snapshot on a bucket)."""
-        keep = ("sweep", "experiment", "max_concurrent", "objective", "_local")
+        keep = ("sweep", "confirm", "experiment", "max_concurrent", "objective", "_local")
         state = {k: self.__dict__[k] for k in keep}
         state.update(_metric=self._metric, _mode=self._mode, _snapshot=None, _loaded=False)
         return state
@@ -303,6 +369,12 @@ class CellSearcher(Searcher):
         if self._local is None and isinstance(snapshot, dict):
             self._snapshot = snapshot
         self._loaded = False
+
+
+def _step_size(params: dict[str, Any]) -> tuple[float, float]:
+    """(lr_d, lr_g) of a study trial's params, as the trial config computes them."""
+    lr = float(params["lr"])
+    return lr * float(params["ratio"]), lr
 
 
 def _fault_armed(point: str) -> bool:

@@ -1,7 +1,8 @@
 """The ``--smoke`` version of a sweep: the same cells in minutes on a CPU, under its own name.
 
 Every sweep has one: each cell keeps one step size (the middle of its grid, or one TPE trial)
-and its first lr_D/lr_G ratio, the first two seeds run, and the experiment's short settings
+and its first lr_D/lr_G ratio, the first two seeds run (and the first confirmation seed, if the
+sweep has them), and the experiment's short settings
 below replace the long ones (tiny networks on generated images for the image GANs), on one
 CPU per trial. A script may pass its own (``main(sweep, smoke=...)``).
 """
@@ -65,6 +66,7 @@ def default_smoke(sweep: Sweep) -> Sweep:
         sweep,
         cells=cells,
         seeds=list(sweep.seeds)[:2],
+        confirm_seeds=sweep.confirmation_seeds()[:1],
         fixed={**sweep.fixed, **settings},
         resources=Resources(cpu=1, gpu=0),
     )

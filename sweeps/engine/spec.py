@@ -1,5 +1,10 @@
 """What a sweep declares: cells (optimizer x dataset x variant), step-size search, seeds, budget.
 
+Seeds come in two stages: the tuning ``seeds`` every step size of a cell runs on (its Optuna
+study is told their mean), and the ``confirm_seeds``, disjoint from them, on which the cell's
+chosen step size alone is run again once its search is done. A table's numbers come from the
+confirmation seeds, so the winner is not measured on the seeds that chose it.
+
 A ``Sweep`` is plain data; ``validate`` checks all of it (and every cell's trainer config)
 before anything starts, raising ``SweepError`` with the bad value and what is allowed.
 """
@@ -130,6 +135,17 @@ class Sweep:
     penalty: float | None = None  # objective of a diverged/failed seed; None: the objective's
     max_failures: int = 2
     sampler_seed: int = 0
+    # fresh seeds for each cell's chosen step size: a count (the integers after the largest
+    # tuning seed) or an explicit list, disjoint from ``seeds``; 0 or () for no confirmation
+    confirm_seeds: int | Sequence[int] = ()
+
+    def confirmation_seeds(self) -> list[int]:
+        """The confirmation seeds as a list: ``confirm_seeds`` itself, or for a count n the n
+        integers after the largest tuning seed (tuning seeds 0-4 and n = 5: seeds 5-9)."""
+        if isinstance(self.confirm_seeds, int) and not isinstance(self.confirm_seeds, bool):
+            start = max(self.seeds) + 1 if len(self.seeds) else 0
+            return list(range(start, start + self.confirm_seeds))
+        return list(self.confirm_seeds)
 
     def validate(self) -> None:
         """Raise SweepError for anything that would fail later; touches no file."""
@@ -152,6 +168,7 @@ class Sweep:
             not isinstance(s, int) or s < 0 for s in self.seeds
         ):
             raise SweepError(f"seeds {list(self.seeds)!r} must be distinct integers >= 0")
+        self._check_confirm_seeds()
         names = [c.name for c in self.cells]
         if len(set(names)) != len(names):
             raise SweepError(f"cell names must be distinct (set label=...): {names}")
@@ -168,6 +185,28 @@ class Sweep:
                 experiments.resolve_config(self.trial_config(cell, lr, cell.lrs.ratios[0], 0))
             except ConfigError as e:
                 raise SweepError(f"cell {cell.name!r}: {e}") from None
+
+    def _check_confirm_seeds(self) -> None:
+        value = self.confirm_seeds
+        if isinstance(value, bool) or (
+            not isinstance(value, int) and not isinstance(value, Sequence)
+        ):
+            raise SweepError(
+                f"confirm_seeds {value!r}: give a count (an integer >= 0) or a list of seeds"
+            )
+        if isinstance(value, int) and value < 0:
+            raise SweepError(f"confirm_seeds {value!r}: a count must be >= 0")
+        seeds = self.confirmation_seeds()
+        if len(set(seeds)) != len(seeds) or any(
+            isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds
+        ):
+            raise SweepError(f"confirm_seeds {seeds!r} must be distinct integers >= 0")
+        overlap = sorted(set(seeds) & set(self.seeds))
+        if overlap:
+            raise SweepError(
+                f"confirm_seeds {seeds!r} overlap the tuning seeds {list(self.seeds)!r} in "
+                f"{overlap}: confirmation seeds must be fresh (disjoint from the tuning seeds)"
+            )
 
     def trial_config(self, cell: Cell, lr: float, ratio: float, seed: int) -> dict[str, Any]:
         """The trainer config of one trial (before defaults are filled in)."""
@@ -189,12 +228,26 @@ class Sweep:
         return out
 
     def total_trials(self) -> int:
-        return sum(c.lrs.size() for c in self.cells) * len(self.seeds)
+        """Tuning trials of every cell and, per cell, its chosen step size on each
+        confirmation seed."""
+        tuning = sum(c.lrs.size() for c in self.cells) * len(self.seeds)
+        return tuning + len(self.cells) * len(self.confirmation_seeds())
 
 
 # What a resume compares: everything that decides which trials run and what they compute.
 # Resources, max_failures and the name may change between runs (another cluster, more retries).
-RECORDED = ("experiment", "metric", "cells", "seeds", "fixed", "penalty", "sampler_seed")
+RECORDED = (
+    "experiment",
+    "metric",
+    "cells",
+    "seeds",
+    "confirm_seeds",
+    "fixed",
+    "penalty",
+    "sampler_seed",
+)
+# what a record written before a key existed means by its absence
+ABSENT = {"confirm_seeds": []}
 
 
 def record(sweep: Sweep) -> dict[str, Any]:
@@ -204,6 +257,7 @@ def record(sweep: Sweep) -> dict[str, Any]:
 
     data = dataclasses.asdict(sweep)
     data["cells"] = [{"name": c.name, **dataclasses.asdict(c)} for c in sweep.cells]
+    data["confirm_seeds"] = sweep.confirmation_seeds()
     return json.loads(json.dumps({k: data[k] for k in RECORDED}, default=list))
 
 
@@ -211,7 +265,7 @@ def differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """What differs between a stored ``record`` and the current one, in words."""
     out = []
     for key in RECORDED:
-        old, new = stored.get(key), current.get(key)
+        old, new = stored.get(key, ABSENT.get(key)), current.get(key, ABSENT.get(key))
         if old == new:
             continue
         if key == "cells":
