@@ -106,6 +106,22 @@ def numeric_columns(df: pd.DataFrame) -> list[str]:
     ]
 
 
+# numeric columns that identify or configure a trial: accepted as metrics, not suggested
+NOT_SUGGESTED = {"iteration", "seed", "lr_d", "lr_g", "steps", "study_trial", "step", "kimg"}
+NOT_SUGGESTED |= {"time_s", "time_total_s", "fid_num_gen"}
+
+
+def _suggested(df: pd.DataFrame, with_values: bool = False) -> list[str]:
+    """The numeric columns worth naming in a message: not ids, step sizes or ``config/``."""
+    return [
+        c
+        for c in numeric_columns(df)
+        if c not in NOT_SUGGESTED
+        and not c.startswith("config/")
+        and (not with_values or df[c].notna().any())
+    ]
+
+
 def _names(names: Sequence[str], most: int = 30) -> str:
     shown = ", ".join(names[:most]) or "none"
     return shown + (f", ... ({len(names) - most} more)" if len(names) > most else "")
@@ -135,7 +151,7 @@ def resolve_metric(
     else:
         raise ValueError(
             f"metric {name!r} is unknown; known: {', '.join(METRICS)}; or any numeric column "
-            f"with higher_is_better=: {_names(numeric_columns(df))}"
+            f"with higher_is_better=: {_names([c for c in _suggested(df) if c not in METRICS])}"
         )
     return m if binary is None else dataclasses.replace(m, binary=binary)
 
@@ -470,7 +486,7 @@ def _no_values(df: pd.DataFrame, m: Metric) -> str | None:
     if df.empty or m.value(df).notna().any():
         return None
     known = [k for k, v in METRICS.items() if v.value(df).notna().any()]
-    other = [c for c in numeric_columns(df) if c not in METRICS and df[c].notna().any()]
+    other = [c for c in _suggested(df, with_values=True) if c not in METRICS]
     return (
         f"no row has a value of metric {m.name!r}; metrics with values here: "
         f"{_names(known)}; other numeric columns with values: {_names(other)}"
