@@ -266,7 +266,8 @@ def _to_float(v: Any) -> float | None:
 
 
 def to_arrow(frame: pd.DataFrame) -> pa.Table:
-    """A trial's frame as an arrow table with the documented types (fixed columns all present)."""
+    """A trial's frame as an arrow table with the documented types (fixed columns all present;
+    a non-fixed column without a value has arrow's null type, see ``schema.arrow_type``)."""
     arrays, names = [], []
     for col in schema.COLUMNS:
         if col.name not in frame.columns:
@@ -286,7 +287,7 @@ def to_arrow(frame: pd.DataFrame) -> pa.Table:
         elif pa.types.is_timestamp(type_):
             arr = pa.array([None if v is None else pd.Timestamp(v) for v in py], type_)
         else:
-            arr = pa.array([None if v is None else _text(v) for v in py], type_)
+            arr = pa.array([None if v is None else schema.as_text(v) for v in py], type_)
         arrays.append(arr)
         names.append(name)
     return pa.Table.from_arrays(arrays, names=names)
@@ -294,12 +295,6 @@ def to_arrow(frame: pd.DataFrame) -> pa.Table:
 
 def _missing(v: Any) -> bool:
     return v is None or v is pd.NaT or v is pd.NA or (isinstance(v, float) and math.isnan(v))
-
-
-def _text(v: Any) -> str:
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
 
 
 def _read_manifest(fs: pafs.FileSystem, dest: str) -> dict[str, Any]:

@@ -42,13 +42,56 @@ def parts(location: str) -> tuple[pafs.FileSystem, list[str]]:
     return fs, sorted(files)
 
 
+def _cast(column: pa.ChunkedArray, type_: pa.DataType) -> pa.ChunkedArray | pa.Array:
+    """``column`` as ``type_``: numbers and bools become text as ``collect`` writes text."""
+    if column.type.equals(type_):
+        return column
+    if pa.types.is_null(column.type):
+        return pa.nulls(len(column), type_)
+    if pa.types.is_string(type_):
+        return pa.array(
+            [None if v is None else schema.as_text(v) for v in column.to_pylist()], type_
+        )
+    return column.cast(type_)
+
+
+def _target(name: str, types: list[pa.DataType]) -> pa.DataType:
+    if name in schema.FIXED:
+        return schema.FIXED[name].type
+    merged = schema.merged_type(types)
+    return pa.float64() if pa.types.is_null(merged) else merged
+
+
+def unify(tables: list[pa.Table]) -> list[pa.Table]:
+    """The parts with one type per column (``schema.merged_type``), so that they concatenate:
+    a non-fixed column without a value in a part counts as null there (older parts wrote such a
+    column as string), and one that is numeric in one part and text in another becomes text.
+    A non-fixed column no part has a value of is float64 (NaN); a fixed one has its type."""
+    empty = [
+        {f.name for f in t.schema if f.name not in schema.FIXED and t[f.name].null_count == len(t)}
+        for t in tables
+    ]
+    types: dict[str, list[pa.DataType]] = {}
+    for t, nulls in zip(tables, empty, strict=True):
+        for f in t.schema:
+            types.setdefault(f.name, []).append(pa.null() if f.name in nulls else f.type)
+    target = {n: _target(n, ts) for n, ts in types.items()}
+    out = []
+    for t in tables:
+        cols = [_cast(t[n], target[n]) for n in t.schema.names]
+        out.append(pa.Table.from_arrays(cols, names=t.schema.names))
+    return out
+
+
 def load(location: str) -> pd.DataFrame:
     """All rows of a collected dataset (local path or URI), one per (trial, report).
 
     Fixed columns (``analysis.schema.COLUMNS``) come with their documented dtypes: strings as
     pandas strings, float64, ``Int64`` and ``boolean`` (nullable), ``timestamp`` as
-    ``datetime64[ms, UTC]``; metric columns a trial does not report are NaN/null. Raises
-    ``SchemaError`` for a file that lacks a fixed column or has one of another type.
+    ``datetime64[ms, UTC]``; metric columns a trial does not report are NaN/null. Other columns
+    are merged across parts (``unify``): numeric in every part with a value -> float64, text in
+    any -> string (numbers as text), no value anywhere -> float64 NaN. Raises ``SchemaError``
+    for a file that lacks a fixed column or has one of another type.
     """
     fs, files = parts(str(location))
     if not files:
@@ -58,7 +101,7 @@ def load(location: str) -> pd.DataFrame:
         table = pq.read_table(path, filesystem=fs)
         schema.check(table.schema, path)
         tables.append(table)
-    table = pa.concat_tables(tables, promote_options="permissive")
+    table = pa.concat_tables(unify(tables), promote_options="permissive")
     frame = table.to_pandas(types_mapper=_types)
     key = list(schema.KEY)
     return frame.sort_values(key, kind="stable").reset_index(drop=True)

@@ -95,13 +95,41 @@ class SchemaError(ValueError):
 
 
 def arrow_type(name: str, values: pd.Series) -> pa.DataType:
-    """The arrow type a column is written with: the fixed type, else float64 or string."""
+    """The arrow type a column is written with: the fixed type, else float64 or string; a
+    non-fixed column without a value is written as arrow's null type, so that it merges with
+    the type another trial gives the same column (a config key left null in one experiment and
+    set in another)."""
     if name in FIXED:
         return FIXED[name].type
+    present = values.dropna()
+    if not len(present):
+        return pa.null()
     if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
         return F
-    present = values.dropna()
-    if len(present) and all(isinstance(v, (bool, int, float)) for v in present):
+    if all(isinstance(v, (bool, int, float)) for v in present):
+        return F
+    return S
+
+
+def as_text(v: object) -> str:
+    """A value written into a string column: an integral float without its ``.0``."""
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def merged_type(types: list[pa.DataType]) -> pa.DataType:
+    """The one type of a non-fixed column whose parts have ``types``: null when no part has a
+    value, the parts' type when they agree, float64 when all are numbers (or bools), else
+    string (a config key that is a number in one trial and text in another)."""
+    kinds = list(dict.fromkeys(t for t in types if not pa.types.is_null(t)))
+    if not kinds:
+        return pa.null()
+    if len(kinds) == 1:
+        return kinds[0]
+    if all(
+        pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) for t in kinds
+    ):
         return F
     return S
 

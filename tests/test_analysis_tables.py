@@ -83,7 +83,7 @@ def test_missing_seeds_are_shown_in_n_and_a_single_seed_has_no_std():
     )
     assert t.loc["adam", "n"] == 3
     md = tables.to_markdown(tables.main_table(df, "fid"))
-    assert "| sgda | 0.01 | 0.01 | 40 | 1 | 0/1 |" in md
+    assert "| sgda | 0.01 | 0.01 | 40 | 1 | tuning | 0/1 |" in md
 
 
 def test_diverged_seeds_are_counted_and_rank_a_step_size_down():
