@@ -185,7 +185,10 @@ def read_trial(trial: Trial) -> pd.DataFrame:
     if trial.runner == "tune":
         config = {}
         if TUNE_PARAMS in trial.files:
-            config = json.loads(_read_text(fs, f"{p}/{TUNE_PARAMS}"))
+            try:
+                config = json.loads(_read_text(fs, f"{p}/{TUNE_PARAMS}"))
+            except json.JSONDecodeError:  # cut short by a killed driver: the rows carry it
+                config = {}
         text = _read_text(fs, f"{p}/{TUNE_RESULT}") if TUNE_RESULT in trial.files else ""
         raw = list(_json_lines(text))
         if not config and raw:

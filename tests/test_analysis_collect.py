@@ -206,3 +206,15 @@ def test_a_restore_seen_by_the_first_collect_is_deduplicated_too(tmp_path):
     dest = str(tmp_path / "results")
     analysis.collect(str(tmp_path / "runs"), dest)
     assert analysis.load(dest)["iteration"].tolist() == [1, 2, 3]
+
+
+def test_a_params_file_cut_short_by_a_kill_is_read_from_the_rows(tmp_path):
+    trial = copy_trial(tmp_path)
+    whole = analysis.collect(str(tmp_path / "runs"), str(tmp_path / "whole"))
+    (trial / "params.json").write_text("")  # the driver died while Tune wrote it
+    shutil.copytree(trial, trial.parent / "never_started")
+    (trial.parent / "never_started" / "result.json").unlink()
+    done = analysis.collect(str(tmp_path / "runs"), str(tmp_path / "torn"))
+    assert done.rows == whole.rows  # the started trial's config comes from its rows
+    a, b = analysis.load(str(tmp_path / "whole")), analysis.load(str(tmp_path / "torn"))
+    assert a["lr_g"].tolist() == b["lr_g"].tolist() and b["lr_g"].notna().all()

@@ -25,12 +25,14 @@ SCRIPT = """
 import sys
 from sweeps.engine import Cell, StepSizes, Sweep, main
 steps = int(sys.argv.pop(1))
-extra = sys.argv.pop(1) == "edited"
+variant = sys.argv.pop(1)
+extra = variant == "edited"
 cells = [Cell("nsgda", StepSizes(grid=(1e-3, 3e-3))), Cell("sgda", StepSizes(grid=(0.1,)))]
 main(Sweep(
     name="resume", experiment="bimodal", metric="miss_both", seeds=[0, 1, 2] if extra else [0, 1],
     fixed={"steps": steps, "eval_every": 100, "checkpoint_every": 100},
     cells=cells + [Cell("adam", StepSizes(grid=(1e-3,)))] * extra,
+    confirm_seeds=[5, 6] if variant == "confirm" else (),
 ))
 """
 TRIALS = 6  # nsgda 2 step sizes + sgda 1, x 2 seeds
@@ -38,7 +40,13 @@ STEPS = 300
 
 
 def launch(
-    tmp: Path, storage: Path, *extra: str, steps: int = STEPS, fault: str = "", edited=False
+    tmp: Path,
+    storage: Path,
+    *extra: str,
+    steps: int = STEPS,
+    fault: str = "",
+    edited=False,
+    variant: str = "plain",
 ):
     script = tmp / "resume_sweep.py"
     script.write_text(SCRIPT)
@@ -47,7 +55,7 @@ def launch(
     if fault:
         env[FAULT_ENV] = fault
     env["PYTHONPATH"] = str(ROOT)
-    cmd = [sys.executable, str(script), str(steps), "edited" if edited else "plain"]
+    cmd = [sys.executable, str(script), str(steps), "edited" if edited else variant]
     cmd += ["--storage", str(storage), "--num-cpus", "2", *extra]
     proc = subprocess.Popen(
         cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
@@ -132,6 +140,50 @@ def test_killed_during_the_final_collection_resumes_to_the_same_table(tmp_path, 
     finish(launch(tmp_path, storage, "--resume"))
     assert table(storage) == reference
     check_rows(storage)
+
+
+def ledger_events(storage: Path) -> list[dict]:
+    text = (storage / "resume" / ledger.LEDGER).read_text()
+    return [json.loads(x) for x in text.splitlines() if x.strip()]
+
+
+def key(e: dict) -> tuple:
+    return e["cell"], e["number"], e["seed"]
+
+
+def test_killed_in_the_confirmation_stage_reruns_nothing_and_keeps_the_choice(tmp_path):
+    clean = tmp_path / "clean"
+    finish(launch(tmp_path, clean, variant="confirm"))
+    storage = tmp_path / "runs"
+    p = launch(
+        tmp_path, storage, "--max-concurrent", "1", fault="confirm_result:1", variant="confirm"
+    )
+    assert p.wait(timeout=600) == -signal.SIGKILL
+    before = ledger_events(storage)
+    ended = [key(e) for e in before if e["event"] == "result" and e["seed"] in (5, 6)]
+    assert len(ended) == 1, output(p)[-3000:]  # killed right after the first one ended
+    choice = {e["cell"]: e["number"] for e in before if e["event"] == "choose"}
+
+    finish(launch(tmp_path, storage, "--resume", variant="confirm"))
+    assert table(storage) == table(clean)
+    events = ledger_events(storage)
+    dispatched = [key(e) for e in events if e["event"] == "dispatch"]
+    assert dispatched.count(ended[0]) == 1  # the finished confirmation was not run again
+    chosen = [(e["cell"], e["number"]) for e in events if e["event"] == "choose"]
+    assert sorted(c for c, _ in chosen) == ["nsgda", "sgda"]  # each cell chosen once
+    assert set(choice.items()) <= set(chosen)  # a choice made before the kill stands
+    analysis.collect(str(storage / "resume"), str(tmp_path / "check"))
+    df = analysis.load(str(tmp_path / "check"))
+    assert not df.duplicated(["trial_id", "iteration"]).any()
+    final = analysis.final_rows(df)
+    assert len(final) == TRIALS + 4
+    assert set(final["status"]) == {"finished"}
+    assert not final.duplicated(["cell", "lr_g", "seed"]).any()
+    confirm = final[final["stage"] == "confirm"]
+    assert sorted(confirm["seed"]) == [5, 5, 6, 6]
+    assert confirm.groupby("cell")["lr_g"].nunique().eq(1).all()
+    for _, trial in df.groupby("trial_id"):
+        assert sorted(trial["step"]) == list(range(100, STEPS + 1, 100))
 
 
 def test_ctrl_c_exits_130_with_the_resume_command_and_no_final_table(tmp_path, reference):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import pickle
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -86,6 +87,51 @@ def newest_state(experiment: str) -> str | None:
 def has_state(experiment: str) -> bool:
     """Whether Tune has recorded any experiment state there (what ``Tuner.restore`` needs)."""
     return newest_state(experiment) is not None
+
+
+TORN = ".torn"
+# what Tune restores from, each read as Tune reads it: the newest file of each family
+SEARCH_STATE_GLOBS = ("search_gen_state-*.json", "searcher-state-*.pkl")
+
+
+def _whole(fs: pyarrow.fs.FileSystem, path: str, name: str) -> bool:
+    """Whether Tune can read this state file (one a killed driver left empty or cut short
+    cannot be)."""
+    import cloudpickle
+    from ray.tune.utils.serialization import _loads_with_cloudpickle
+
+    try:
+        data = storage.read_bytes(fs, path)
+        if fnmatch.fnmatch(name, STATE_GLOB):
+            _trials_of(_loads_with_cloudpickle(data))
+        elif fnmatch.fnmatch(name, "search_gen_state-*"):
+            cloudpickle.loads(data)
+        else:  # our searcher's checkpoint: CellSearcher.save
+            pickle.loads(data)
+    except Exception:  # noqa: BLE001 (any failure to read is a torn file)
+        return False
+    return True
+
+
+def set_aside_torn_states(experiment: str) -> list[str]:
+    """Rename each newest state file that Tune cannot read to ``<name>.torn`` (a driver killed
+    while Tune wrote its experiment state, or uploaded it, leaves files empty or cut short), so
+    that ``Tuner.restore``, which reads only the newest of each, restores from the newest whole
+    one: for the experiment state, the one ``tune_trials`` reads, so the searcher and Tune agree
+    on which trials exist. The oldest file of a kind is never renamed. Returns the paths set
+    aside."""
+    fs, root = storage.filesystem(experiment)
+    names = [i.base_name for i in storage.listing(fs, root) if i.type == pyarrow.fs.FileType.File]
+    aside = []
+    for glob in (STATE_GLOB, *SEARCH_STATE_GLOBS):
+        found = sorted(fnmatch.filter(names, glob), reverse=True)
+        for name in found[:-1]:
+            path = f"{root}/{name}"
+            if _whole(fs, path, name):
+                break
+            fs.move(path, path + TORN)
+            aside.append(path)
+    return aside
 
 
 def tune_trials(experiment: str, attempts: int = 5, wait_s: float = 0.2) -> dict[str, TuneTrial]:

@@ -92,7 +92,7 @@ class CellSearcher(Searcher):
             storage = optuna.storages.InMemoryStorage()
             self.studies = {c.name: self._study(c, storage) for c in self.sweep.cells}
             self.ledger = ledger.Ledger(None)
-        self._reconcile(ledger.tune_trials(self.experiment))
+        self._reconcile(ledger.tune_trials(self.experiment), ledger.has_state(self.experiment))
         self._snapshot = None
         self._loaded = True  # only once whole: a load that raised is done again on the next call
 
@@ -111,9 +111,9 @@ class CellSearcher(Searcher):
             load_if_exists=True,
         )
 
-    def _reconcile(self, tune: dict[str, ledger.TuneTrial]) -> None:
+    def _reconcile(self, tune: dict[str, ledger.TuneTrial], restored: bool) -> None:
         """Derive the live trials, the results and the queue from the ledger, the studies and
-        the trials Tune restored (``tune``: empty on a fresh start)."""
+        the trials Tune restored (``tune``; ``restored``: Tune restores an experiment state)."""
         self._dispatched: dict[str, Key] = {}
         self._results: dict[Key, tuple[float, bool]] = {}
         self._chosen: dict[str, int] = {}  # cell -> the study trial its confirmation runs
@@ -136,6 +136,14 @@ class CellSearcher(Searcher):
             key = self._dispatched.get(t.trial_id)
             if key and key not in self._results and t.status == "TERMINATED" and t.last_result:
                 self._record_result(key, t.last_result, error=False)  # ended, result unseen
+        # a trial that ended after Tune's last experiment state is unknown to the restored Tune:
+        # its result is in the ledger, but its rows (result.json, written by the driver) were
+        # lost with the driver, so it runs again; its recorded result stands (same seed, same
+        # value) and the study is not told twice
+        known = {k for trial_id, k in self._dispatched.items() if trial_id in tune}
+        self._lost = set()
+        if restored:
+            self._lost = {k for k in self._dispatched.values() if k in self._results} - known
         self._live: dict[str, Key] = {}
         live_keys = set()
         for trial_id, key in self._dispatched.items():
@@ -150,6 +158,7 @@ class CellSearcher(Searcher):
             study = self.studies[cell.name]
             asked = study.get_trials(deepcopy=False)
             self._asked[cell.name] = len(asked)
+            requeued += self._queue_lost(cell)
             if cell.name in self._chosen:  # its search is done: only confirmation seeds left
                 requeued += self._queue_confirmation(cell, dispatched_keys)
                 continue
@@ -159,7 +168,7 @@ class CellSearcher(Searcher):
                 params = self._params(cell, optuna.Trial(study, frozen._trial_id))
                 for seed in self.sweep.seeds:
                     key = (cell.name, frozen.number, seed)
-                    if key in self._results or key in live_keys:
+                    if self._has_rows(key) or key in live_keys:
                         continue
                     if key in dispatched_keys:
                         requeued.append(key)
@@ -169,11 +178,30 @@ class CellSearcher(Searcher):
                 self._choose_if_done(cell)
         if requeued:
             print(
-                f"gansweep: {len(requeued)} trial(s) were suggested but never recorded by Tune "
-                "before the driver stopped; suggesting them again: "
-                + ", ".join(f"{c} #{n} seed {s}" for c, n, s in requeued),
+                f"gansweep: {len(requeued)} trial(s) were suggested, or ended, after Tune's last "
+                "record of them before the driver stopped (their rows are lost); running them "
+                "again: " + ", ".join(f"{c} #{n} seed {s}" for c, n, s in requeued),
                 file=sys.stderr,
             )
+
+    def _queue_lost(self, cell: Cell) -> list[Key]:
+        """Queue the lost tuning seeds of the cell's told study trials (a running study trial
+        queues its own)."""
+        out = []
+        for frozen in self.studies[cell.name].get_trials(deepcopy=False):
+            if frozen.state == optuna.trial.TrialState.RUNNING:
+                continue
+            params = {"lr": float(frozen.params["lr"]), "ratio": float(frozen.params["ratio"])}
+            for seed in self.sweep.seeds:
+                key = (cell.name, frozen.number, seed)
+                if key in self._lost and key not in self._live.values():
+                    self._queue.append((key, params))
+                    out.append(key)
+        return out
+
+    def _has_rows(self, key: Key) -> bool:
+        """The seed's trial ended and Tune holds it (so does storage, its rows)."""
+        return key in self._results and key not in self._lost
 
     def _ensure_asked(self, key: Key, config: dict[str, Any]) -> None:
         """Make the study hold trial ``key[1]`` (asked after a bucket snapshot): Optuna's grid
@@ -221,6 +249,7 @@ class CellSearcher(Searcher):
         if not self._loaded:
             self._load()
         key = self._live.pop(trial_id, None)
+        self._lost.discard(key)
         if key is None or key in self._results:
             return
         self._record_result(key, result, error)
@@ -306,7 +335,7 @@ class CellSearcher(Searcher):
         requeued = []
         for seed in self.confirm:
             key = (cell.name, number, seed)
-            if key in self._results or key in self._live.values():
+            if self._has_rows(key) or key in self._live.values():
                 continue
             if key in dispatched_keys:
                 requeued.append(key)

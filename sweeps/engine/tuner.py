@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from analysis import storage
-from sweeps.engine import completeness, interrupts, trials
+from sweeps.engine import completeness, interrupts, ledger, trials
 from sweeps.engine.preflight import SWEEP_RECORD
 from sweeps.engine.spec import Sweep, record
 
@@ -104,6 +104,12 @@ def fit(
     fn, fits = trainable(sweep, path)
     interrupts.hide_missing_metrics_warnings()
     if restore:
+        for torn in ledger.set_aside_torn_states(path):
+            print(
+                f"gansweep: {torn} was cut short when the driver stopped; restoring from the "
+                "experiment state before it (the file is kept with the suffix .torn)",
+                file=sys.stderr,
+            )
         tuner = tune.Tuner.restore(path, trainable=fn, resume_errored=True)
     else:
         tuner = new_tuner(sweep, root, fn, max_concurrent if max_concurrent else fits)
