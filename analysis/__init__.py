@@ -12,9 +12,22 @@ The columns are documented in ``analysis.schema`` (``analysis.schema.describe()`
 """
 
 from analysis.collect import Collected, collect
-from analysis.figures import NoData, fig1, fig2a, fig2bc, fig3, fig4, save
+from analysis.figures import (
+    NoData,
+    curves,
+    fig1,
+    fig2a,
+    fig2bc,
+    fig3,
+    fig4,
+    image_samples,
+    mog_samples,
+    save,
+    sensitivity,
+)
 from analysis.load import load
 from analysis.report import report
+from analysis.samples import read as read_samples
 from analysis.schema import SchemaError
 from analysis.tables import (
     ProtocolError,
@@ -35,17 +48,22 @@ __all__ = [
     "SchemaError",
     "caption",
     "collect",
+    "curves",
     "fig1",
     "fig2a",
     "fig2bc",
     "fig3",
     "fig4",
     "final_rows",
+    "image_samples",
     "load",
     "main_table",
     "metric_for",
+    "mog_samples",
+    "read_samples",
     "report",
     "save",
+    "sensitivity",
     "step_size_table",
     "to_csv",
     "to_latex",

@@ -96,7 +96,10 @@ def test_report_command_collects_with_progress_and_writes_tables_and_figures(tmp
         for ext in ("md", "tex", "csv"):
             assert (out / "tables" / f"{exp}.{ext}").stat().st_size > 0
     images = re.findall(r"\]\((figures/[^)]+)\)", report)
-    expected = {"fig1", "fig2a", "fig4", "fig3", "fig2bc_wgangp", "fig2bc_bimodal"}
+    expected = {"fig1", "fig2a", "fig4", "fig3", "wgangp_fig2bc_adam", "bimodal_fig2bc_adam"}
+    expected |= {
+        f"{s}_{f}" for s in ("bimodal", "mog", "wgangp") for f in ("sensitivity", "curves")
+    }
     assert {f"figures/{name}.png" for name in expected} <= set(images)
     for rel in images:
         assert imread(out / rel).shape[0] > 200

@@ -39,6 +39,11 @@ class Experiment:
         """Matplotlib figures to log with an evaluation (name -> Figure); none by default."""
         return {}
 
+    def final_samples(self) -> dict[str, Any]:
+        """Raw samples of the last evaluation (name -> array), saved beside the final checkpoint
+        as ``samples.npz``; none by default."""
+        return {}
+
     def extra_state(self) -> dict[str, Any]:
         """State beyond players, optimizers and RNGs that a resume needs."""
         return {}

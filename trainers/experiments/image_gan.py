@@ -5,6 +5,10 @@ evaluation reports ``fid``, ``fid_best``, ``kid`` and the protocol columns ``fid
 ``fid_ref``, ``fid_mode``, ``fid_extractor`` (see ``trainers.metrics.fid``). FID uses
 ``fid_num_gen`` samples during training and ``fid_num_gen_final`` at the last evaluation,
 from latents fixed by the seed, with the generator in eval mode (batch-norm running stats).
+``fid_best`` is the best FID of the evaluations so far under the row's own protocol (the same
+number of generated images): the final row's is the final evaluation's own FID unless
+``fid_num_gen_final`` equals ``fid_num_gen``. The final checkpoint's ``samples.npz`` holds
+``images``: the last evaluation's 8 x 8 sample grid, uint8 (64, H, W, 3).
 """
 
 from __future__ import annotations
@@ -181,7 +185,7 @@ class ImageGAN(Experiment):
         self.rng = torch.Generator().manual_seed(cfg["seed"])
         self.batch_size = cfg["batch_size"]
         self.g_steps = 0
-        self.fid_best = math.inf
+        self.fid_best: dict[int, float] = {}  # generated images of the protocol -> best FID
         if cfg["fid_extractor"] == fidlib.INCEPTION_NAME:
             fidlib.find_inception(cfg["fid_inception_path"])  # fail now, not at the first FID
         self._extractor: fidlib.Extractor | None = None
@@ -282,7 +286,7 @@ class ImageGAN(Experiment):
         feats = fidlib.features(batches, self.extractor, c["fid_workers"])
         fid = fidlib.frechet(self._statistics(feats), ref.stats)
         if math.isfinite(fid):
-            self.fid_best = min(self.fid_best, fid)
+            self.fid_best[num] = min(self.fid_best.get(num, math.inf), fid)
         grid_z = torch.randn(
             GRID_SIZE,
             c["z_dim"],
@@ -291,7 +295,7 @@ class ImageGAN(Experiment):
         self._grid = self.generate(grid_z).cpu()
         return {
             "fid": fid,
-            "fid_best": self.fid_best if math.isfinite(self.fid_best) else None,
+            "fid_best": self.fid_best.get(num),
             "kid": fidlib.kid(distributed.gather_rows(feats), ref.stats)
             if self._want_kid(final)
             else None,
@@ -323,14 +327,26 @@ class ImageGAN(Experiment):
             "samples": sample_grid(self._grid, f"{self.cfg['optimizer']} seed {self.cfg['seed']}")
         }
 
+    def final_samples(self) -> dict[str, Any]:
+        if self._grid is None:
+            return {}
+        return {"images": data.to_uint8(self._grid).permute(0, 2, 3, 1).contiguous().numpy()}
+
     # -- state -------------------------------------------------------------------------------------
 
     def extra_state(self) -> dict[str, Any]:
-        return {"g_steps": self.g_steps, "fid_best": self.fid_best}
+        """``fid_best``: the training protocol's best FID (as before); ``fid_best_by_num``:
+        the best per number of generated images."""
+        train = self.fid_best.get(self.cfg["fid_num_gen"], math.inf)
+        by_num = {str(n): v for n, v in self.fid_best.items()}
+        return {"g_steps": self.g_steps, "fid_best": train, "fid_best_by_num": by_num}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.g_steps = int(state["g_steps"])
-        self.fid_best = float(state["fid_best"])
+        by_num = state.get("fid_best_by_num")
+        if by_num is None:  # a checkpoint from before: its fid_best is of the training protocol
+            by_num = {str(self.cfg["fid_num_gen"]): state["fid_best"]}
+        self.fid_best = {int(n): float(v) for n, v in by_num.items() if math.isfinite(float(v))}
         self.apply_lr()
 
 

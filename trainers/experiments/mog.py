@@ -13,6 +13,8 @@ both (the setting of N&K's analysis).
 Reports per evaluation: ``modes_covered``, ``modes_total``, ``hq_fraction``, ``mode_kl`` (see
 ``trainers.metrics.modes``), measured on ``eval_samples`` samples from a latent batch fixed by
 the seed, and ``loss_d`` (-V), ``loss_g`` (G's loss without the regulariser), ``loss_gd_reg``.
+The final checkpoint's ``samples.npz`` holds ``points`` (the first 512 of the last evaluation's
+samples, float32 N x 2), ``centres`` (K x 2) and ``std`` of the mixture.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from trainers.metrics.modes import mode_metrics, scatter_figure
 UPDATES = ("alternating", "simultaneous")
 EVAL_SEED_OFFSET = 1_000_003  # the evaluation latents come from seed + this offset
 FIGURE_SAMPLES = 2000
+SAVED_SAMPLES = 512  # generated points kept in the final checkpoint's samples.npz
 
 FIELDS: dict[str, Field] = {
     "model": Field("mog", str, choices=("mog",)),
@@ -175,6 +178,15 @@ class MixtureOfGaussians(Experiment):
         m, cfg = self.mixture, self.cfg
         title = f"{cfg['optimizer']} gd_reg={cfg['gd_reg']:g} seed {cfg['seed']}"
         return {"samples": scatter_figure(self._samples[:FIGURE_SAMPLES], m.centres, m.std, title)}
+
+    def final_samples(self) -> dict[str, Any]:
+        if self._samples is None:
+            return {}
+        return {
+            "points": self._samples[:SAVED_SAMPLES].float().numpy(),
+            "centres": self.mixture.centres.cpu().float().numpy(),
+            "std": float(self.mixture.std),
+        }
 
 
 def _set_grads(module: torch.nn.Module, grads: tuple[torch.Tensor, ...]) -> None:

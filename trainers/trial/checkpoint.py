@@ -1,4 +1,8 @@
-"""Checkpoint directories written atomically: ``<root>/step_<n>/state.pt``."""
+"""Checkpoint directories written atomically: ``<root>/step_<n>/state.pt``.
+
+The final checkpoint of a trial that did not diverge also holds ``samples.npz``: the experiment's
+final samples (``Experiment.final_samples``), which analysis draws its sample figures from.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from trainers.trial.atomic import atomic_write
 
 STATE = "state.pt"
 PREFIX = "step_"
+SAMPLES = "samples.npz"
 
 
 def write(payload: dict[str, Any], parent: str | os.PathLike) -> Path:
@@ -24,6 +29,18 @@ def write(payload: dict[str, Any], parent: str | os.PathLike) -> Path:
     with atomic_write(directory / STATE, "wb", sync=False) as f:
         torch.save(payload, f)
     return directory
+
+
+def write_samples(directory: str | os.PathLike, arrays: dict[str, Any], step: int) -> Path:
+    """``directory/samples.npz`` (compressed): the named arrays and the ``step`` they are from."""
+    import numpy as np
+
+    path = Path(directory) / SAMPLES
+    with atomic_write(path, "wb", sync=False) as f:
+        np.savez_compressed(
+            f, step=np.asarray(step), **{k: np.asarray(v) for k, v in arrays.items()}
+        )
+    return path
 
 
 def read(directory: str | os.PathLike) -> dict[str, Any]:

@@ -120,12 +120,21 @@ def train(
                 "loop": asdict(state),
             }
             ckpt = checkpoint.write(payload, scratch)
+            if final and not diverged:
+                _save_samples(exp, ckpt, state.step)
         on_report(report, ckpt)
         if progress is not None:
             progress(_progress_line(cfg, report, steps))
         if final:
             break
     return state.last
+
+
+def _save_samples(exp: experiments.Experiment, ckpt: Path, step: int) -> None:
+    """The experiment's final samples beside the final checkpoint's state (``samples.npz``)."""
+    samples = exp.final_samples()
+    if samples:
+        checkpoint.write_samples(ckpt, samples, step)
 
 
 def _close(figures: dict[str, Any]) -> None:
