@@ -24,12 +24,14 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from analysis import schema, storage
+from analysis import samples, schema, storage
 
 TUNE_RESULT, TUNE_PARAMS = "result.json", "params.json"
 PLAIN_RESULT, PLAIN_TRIAL = "results.jsonl", "trial.json"
 ERROR_FILES = ("error.txt", "error.pkl")
 MANIFEST = "_manifest.json"
+SWEEP_RECORD = "sweep.json"  # the engine's record of a sweep, beside its trials
+RECORDS = "sweeps"  # where collect keeps each sweep's record in the dataset
 MAX_DEPTH = 4
 CORE_CONFIG = ("experiment", "model", "dataset", "optimizer", "granularity")
 CORE_CONFIG += ("lr_d", "lr_g", "seed", "steps")
@@ -343,6 +345,10 @@ def collect(source: str | Iterable[str], dest: str, progress: Progress | None = 
                 table = to_arrow(with_status(new, errored))
                 storage.write_atomic(dfs, part, lambda f, t=table: pq.write_table(t, f))
                 status, rows = table.column("status")[0].as_py(), table.num_rows
+                samples.copy_into(
+                    trial.fs, trial.path, dfs, droot, samples.stored_name(trial.sweep, trial.path)
+                )
+                _copy_record(trial, dfs, droot)
             manifest[trial.key] = {
                 "signature": trial.signature(),
                 "file": trial.part,
@@ -358,6 +364,27 @@ def collect(source: str | Iterable[str], dest: str, progress: Progress | None = 
         if out.updated and (out.updated % 50 == 0):
             _save_manifest(dfs, droot, manifest)
     _save_manifest(dfs, droot, manifest)
+    return out
+
+
+def _copy_record(trial: Trial, dfs: pafs.FileSystem, dest: str) -> None:
+    """Copy the sweep's declaration (``sweep.json`` beside a Tune trial, written by the engine)
+    to ``dest/sweeps/<sweep>.json``, for the report's per-sweep objective."""
+    src = f"{posixpath.dirname(trial.path)}/{SWEEP_RECORD}"
+    if trial.runner != "tune" or not storage.is_file(trial.fs, src):
+        return
+    data = storage.read_bytes(trial.fs, src)
+    dfs.create_dir(f"{dest}/{RECORDS}", recursive=True)
+    storage.write_atomic(dfs, f"{dest}/{RECORDS}/{trial.sweep}.json", lambda f: f.write(data))
+
+
+def records(dataset: str) -> dict[str, dict[str, Any]]:
+    """sweep name -> its ``sweep.json`` as collected into ``dataset``."""
+    fs, root = storage.filesystem(dataset)
+    out = {}
+    for info in storage.listing(fs, f"{root}/{RECORDS}"):
+        if info.base_name.endswith(".json"):
+            out[info.base_name[: -len(".json")]] = json.loads(storage.read_bytes(fs, info.path))
     return out
 
 

@@ -69,10 +69,8 @@ def _sweeps(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
 
 def stage(df: pd.DataFrame) -> pd.Series:
     """Each row's stage: "tune" (seeds the step size was searched on; also where absent) or
-    "confirm" (fresh seeds at each cell's chosen step size)."""
-    if "stage" not in df.columns:
-        return pd.Series("tune", index=df.index, dtype=object)
-    return df["stage"].astype(object).where(df["stage"].notna(), "tune")
+    "confirm" (fresh seeds at each cell's chosen step size): ``tables.stage_of``."""
+    return tables.stage_of(df)
 
 
 def tuning(df: pd.DataFrame) -> pd.DataFrame:
@@ -116,22 +114,20 @@ def _direction(metric: str) -> str:
 
 
 def chosen(df: pd.DataFrame, metric: str, penalty: float | None = None) -> pd.DataFrame:
-    """The rows at each cell's chosen step size (chosen on the tuning rows; all rows if none is
-    chosen): the cell's "confirm" rows where it has any, else its tuning trials at that size."""
-    tune = tuning(df)
-    table = tables.main_table(tune, metric, penalty=penalty) if len(tune) else pd.DataFrame()
+    """The rows at each cell's chosen step size (``tables.main_table``: chosen on the tuning
+    seeds): its confirmation seeds where the sweep ran them, else its tuning seeds at that step
+    size; all rows if none is chosen."""
+    table = tables.main_table(df, metric, penalty=penalty)
     if table.empty or table["mean"].isna().all():
         return df
-    keys = [c for c in [*tables.GROUP, "cell", *tables.STEP_SIZE] if c in table.columns]
-    cells = keys[:-2]
-    at = tune.merge(table[keys].drop_duplicates(), on=keys, how="inner")
-    confirm = df[stage(df) == "confirm"]
-    if confirm.empty:
-        return at
-    confirmed = confirm[cells].drop_duplicates()
-    rest = at.merge(confirmed, on=cells, how="left", indicator=True)
-    rest = rest[rest["_merge"] == "left_only"].drop(columns="_merge")
-    return pd.concat([confirm, rest], ignore_index=True)
+    keys = [
+        c
+        for c in [*tables.GROUP, *tables.SPLIT, "cell", *tables.STEP_SIZE, "stage"]
+        if c in table.columns and c in df.columns
+    ]
+    if "stage" in df.columns:
+        df = df.assign(stage=stage(df))
+    return df.merge(table[keys].drop_duplicates(), on=keys, how="inner")
 
 
 def _band(ax, data: pd.DataFrame, x: str, y: str, label: str, color) -> None:

@@ -10,10 +10,8 @@ a table that would mix FID protocols is an error.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import posixpath
 import re
 import sys
 from collections.abc import Sequence
@@ -21,10 +19,9 @@ from dataclasses import dataclass
 from typing import TextIO
 
 import pandas as pd
-import pyarrow.fs as pafs
 
-from analysis import figures, storage, tables
-from analysis.collect import collect
+from analysis import figures, tables
+from analysis.collect import collect, records
 from analysis.load import load
 from analysis.samples import read as read_samples
 
@@ -70,22 +67,6 @@ def _status_lines(df: pd.DataFrame) -> list[str]:
         cells = [str(counts.get(s, 0)) for s in ("finished", "diverged", "errored", "running")]
         lines.append(f"| {sweep} | {len(g)} | " + " | ".join(cells) + f" | {wall} |")
     return lines
-
-
-def sweep_records(runs: Sequence[str]) -> dict[str, dict]:
-    """sweep name -> its ``sweep.json`` (the declaration the engine records in the experiment
-    directory), for each run that is an experiment directory or holds some."""
-    out: dict[str, dict] = {}
-    for run in runs:
-        fs, root = storage.filesystem(run)
-        dirs = [root] + [
-            i.path for i in storage.listing(fs, root) if i.type == pafs.FileType.Directory
-        ]
-        for d in dirs:
-            path = posixpath.join(d, SWEEP_JSON)
-            if storage.is_file(fs, path):
-                out.setdefault(posixpath.basename(d), json.loads(storage.read_bytes(fs, path)))
-    return out
 
 
 # -- FID protocol in words -----------------------------------------------------------------------
@@ -167,12 +148,18 @@ class Objective:
 
 
 def objective_of(sweep: pd.DataFrame, record: dict | None) -> Objective:
-    """The sweep's objective: its name and penalty from ``sweep.json``; a penalty the record
-    leaves to the objective's default is read from the data (the objective every diverged seed
-    reported); 0/1 when every final value is 0 or 1."""
+    """The sweep's objective: its name, penalty and 0/1-ness from ``sweep.json`` (its
+    ``objective`` entry, written by the engine); for a record without one, a penalty the
+    record leaves to the objective's default is read from the data (the objective every
+    diverged seed reported), and 0/1 when every final value is 0 or 1."""
     record = record or {}
     final = tables.final_rows(sweep)
     name = str(record.get("metric") or "objective")
+    recorded = record.get("objective")
+    if isinstance(recorded, dict) and recorded.get("penalty") is not None:
+        return Objective(
+            name, float(recorded["penalty"]), bool(recorded.get("binary")), "sweep.json"
+        )
     penalty, source = record.get("penalty"), "sweep.json"
     if penalty is None:
         failed = final.loc[final["status"] == "diverged", "objective"].dropna().unique()
@@ -185,19 +172,26 @@ def objective_of(sweep: pd.DataFrame, record: dict | None) -> Objective:
     return Objective(name, None if penalty is None else float(penalty), binary, source)
 
 
-def grid_lines(sweep: pd.DataFrame, table: pd.DataFrame, penalty: float | None) -> list[str]:
-    """Every step size tried per cell: its score over the tuning seeds; the chosen one marked."""
-    steps = tables.step_size_table(sweep, "objective", values=True)
-    chosen = {(r.cell, r.lr_d, r.lr_g) for r in table.itertuples()}
-    lines = ["| cell | lr_D | lr_G | mean objective | seeds with a value | failed |  |"]
-    lines.append("|---|---|---|---|---|---|---|")
-    for r in steps.itertuples():
-        vals = tables.seed_values(pd.Series(r._asdict()), penalty)
-        mean = f"{sum(vals) / len(vals):.4g}" if vals else "-"
-        mark = "chosen" if (r.cell, r.lr_d, r.lr_g) in chosen else ""
-        failed = f"{r.diverged + r.errored}/{r.seeds}"
+def grid_lines(sweep: pd.DataFrame, obj: Objective) -> list[str]:
+    """Every step size tried per cell (``tables.grid_table``): its score over the tuning seeds
+    with its interval; the chosen one marked, and where it lies at the edge of the grid."""
+    grid = tables.grid_table(
+        sweep, "objective", penalty=obj.penalty, binary=obj.binary, stage="tune"
+    )
+    score = "score" if "score" in grid.columns else "mean"
+    lines = [
+        f"| cell | lr_D | lr_G | lr_D/lr_G | {score} | 95% CI | seeds | failed |  |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in grid.itertuples():
+        ci = f"[{r.ci_low:.3g}, {r.ci_high:.3g}]" if pd.notna(r.ci_low) else "-"
+        mark = "chosen" if r.chosen else ""
+        if r.chosen and r.edge:
+            mark += f" (at the {r.edge} edge)"
+        value = getattr(r, score)
         lines.append(
-            f"| {r.cell} | {r.lr_d:.3g} | {r.lr_g:.3g} | {mean} | {r.n} | {failed} | {mark} |"
+            f"| {r.cell} | {r.lr_d:.3g} | {r.lr_g:.3g} | {r.lr_ratio:.3g} | "
+            f"{value:.4g} | {ci} | {r.seeds} | {r.diverged + r.errored} | {mark} |"
         )
     return lines
 
@@ -216,45 +210,36 @@ def _write_table(table: pd.DataFrame, base: str, objective: str | None = None) -
     tables.to_csv(table, base + ".csv")
 
 
-def _table_notes(table: pd.DataFrame) -> list[str]:
-    """The table's own warnings (``attrs["warnings"]``) and step sizes at the grid's edge."""
-    notes = [f"- Warning: {w}" for w in table.attrs.get("warnings", [])]
-    if "edge" in table.columns:
-        for r in table[table["edge"].fillna(False).astype(bool)].itertuples():
-            notes.append(f"- Warning: {r.cell}'s chosen step size is at the edge of its grid.")
-    return notes + ([""] if notes else [])
-
-
 def sweep_section(name: str, sweep: pd.DataFrame, record: dict | None, out: str) -> list[str]:
-    """A sweep's tables: by its own objective (how the sweep chose), then the experiment's
-    paper metric at the same step sizes."""
+    """A sweep's tables: by its own objective (how the sweep chose, over its confirmation seeds
+    where it ran them), every step size it tried, then the experiment's paper metric at the
+    same step sizes."""
     obj = objective_of(sweep, record)
-    tune = figures.tuning(sweep)
-    table = tables.main_table(tune, "objective", penalty=obj.penalty, binary=obj.binary)
+    table = tables.main_table(sweep, "objective", penalty=obj.penalty, binary=obj.binary)
     md = [f"### {name}: {obj.label} (lower is better)", ""]
     if table.empty or table["mean"].isna().all():
         return md + [f"(no final {obj.label} yet)", ""]
     _write_table(table, f"{out}/tables/{name}", obj.name)
     failed = int((table["diverged"] + table["errored"]).sum()) if obj.penalty is None else 0
+    confirmed = "stage" in table.columns and (table["stage"] == "confirm").any()
+    where = (
+        "; the numbers below are over fresh confirmation seeds at that step size"
+        if confirmed
+        else "; the numbers below are over those same seeds (optimistic for the winner)"
+    )
     md += [
         f"Step size per cell chosen as the sweep chose it: lowest mean {obj.label} over the "
-        f"tuning seeds; {obj.penalty_words(failed)}.",
+        f"tuning seeds{where}; {obj.penalty_words(failed)}.",
         "",
         _named(tables.to_markdown(table), obj.name),
         "",
-        *_table_notes(table),
-        *[f"{line}" for line in protocol_words(tables.final_rows(tune))],
+        *protocol_words(tables.final_rows(sweep)),
         "",
-        "Every step size tried:",
+        "Every step size tried (tuning seeds):",
         "",
-        *grid_lines(tune, table, obj.penalty),
+        *grid_lines(sweep, obj),
         "",
     ]
-    confirm = sweep[figures.stage(sweep) == "confirm"]
-    if len(confirm):
-        again = tables.main_table(confirm, "objective", penalty=obj.penalty, binary=obj.binary)
-        md += [f"Confirmation: fresh seeds at the chosen step sizes ({obj.label}):", ""]
-        md += [_named(tables.to_markdown(again), obj.name), ""]
     md += _paper_metric(sweep, obj)
     return md
 
@@ -294,7 +279,7 @@ def experiment_section(exp: str, sub: pd.DataFrame, out: str) -> list[str]:
         return md + [f"### {exp}", "", f"(no final {metric} yet)", ""]
     _write_table(table, f"{out}/tables/{exp}")
     label = tables.METRICS[metric].label
-    md += [f"### {exp}: {label}", "", tables.to_markdown(table), "", *_table_notes(table)]
+    md += [f"### {exp}: {label}", "", tables.to_markdown(table), ""]
     md += [*protocol_words(tables.final_rows(sub)), ""]
     md += [f"Step size chosen by mean {label} over seeds; CSV/LaTeX in `tables/{exp}.*`.", ""]
     return md
@@ -416,4 +401,4 @@ def report(runs: Sequence[str], out: str, results: str | None = None, quiet: boo
     if done.trials == 0:
         raise FileNotFoundError(f"report: no trials under {', '.join(runs)}")
     df = load(results)
-    return write_report(df, out, sweep_records(runs), read_samples(runs, df))
+    return write_report(df, out, records(results), read_samples(results, df))

@@ -3,16 +3,16 @@
 The trainer writes it beside the final checkpoint's state (``trainers.trial.checkpoint``):
 ``<trial>/checkpoints/step_<n>/samples.npz`` for a plain run, ``<trial>/checkpoint_<k>/``
 for a Tune trial. mog: ``points`` (N x 2), ``centres`` (K x 2), ``std``; image GANs: ``images``
-(uint8, 64 x H x W x 3); both ``step``. ``read`` finds them for the trials of a collected frame
-(by their ``trial_dir`` under the sources they were collected from), through
-``analysis.storage``.
+(uint8, 64 x H x W x 3); both ``step``. ``analysis.collect`` copies each trial's newest one
+into the dataset (``<dest>/samples/``, ``copy_into``), where ``read`` finds them for the
+trials of a loaded frame: figures never read trial directories.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import posixpath
-from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,7 @@ import pyarrow.fs as pafs
 from analysis import storage
 
 SAMPLES = "samples.npz"
+FOLDER = "samples"  # in a collected dataset
 CHECKPOINT_DIRS = ("checkpoint_", "step_")  # Tune's, the plain runner's (under checkpoints/)
 
 
@@ -41,30 +42,35 @@ def _newest(fs: pafs.FileSystem, trial: str) -> str | None:
     return posixpath.join(max(found, key=posixpath.basename), SAMPLES) if found else None
 
 
-def _trial_paths(source: str, trial_dir: str) -> list[str]:
-    _, root = storage.filesystem(source)
-    paths = [posixpath.join(root, trial_dir)]
-    if posixpath.basename(root) == trial_dir:  # the source was the trial directory itself
-        paths.append(root)
-    return paths
+def stored_name(sweep: str, trial_dir: str) -> str:
+    """The file name a trial's samples get in a collected dataset (``<dest>/samples/``)."""
+    key = f"{sweep}/{posixpath.basename(trial_dir.rstrip('/'))}"
+    return hashlib.sha1(key.encode()).hexdigest()[:20] + ".npz"
 
 
-def read(sources: str | Iterable[str], df: pd.DataFrame) -> dict[tuple[str, str], dict]:
-    """(sweep, trial_id) -> the arrays of its ``samples.npz``, for the trials of ``df`` that
-    have one under one of ``sources`` (the locations ``df`` was collected from)."""
-    sources = [sources] if isinstance(sources, str) else list(sources)
+def copy_into(fs: pafs.FileSystem, trial: str, dfs: pafs.FileSystem, dest: str, name: str) -> bool:
+    """Copy the newest ``samples.npz`` of the trial directory ``trial`` to ``dest/samples/name``
+    (atomically); False when the trial has none."""
+    found = _newest(fs, trial)
+    if found is None:
+        return False
+    data = storage.read_bytes(fs, found)
+    dfs.create_dir(f"{dest}/{FOLDER}", recursive=True)
+    storage.write_atomic(dfs, f"{dest}/{FOLDER}/{name}", lambda f: f.write(data))
+    return True
+
+
+def read(dataset: str, df: pd.DataFrame) -> dict[tuple[str, str], dict]:
+    """(sweep, trial_id) -> the arrays of its ``samples.npz``, for the trials of ``df`` whose
+    samples ``analysis.collect`` copied into the ``dataset``."""
+    fs, root = storage.filesystem(dataset)
     trials = df[["sweep", "trial_id", "trial_dir"]].drop_duplicates()
     out: dict[tuple[str, str], dict] = {}
-    for source in sources:
-        fs, _ = storage.filesystem(source)
-        for sweep, trial_id, trial_dir in trials.itertuples(index=False):
-            key = (str(sweep), str(trial_id))
-            if key in out or not isinstance(trial_dir, str):
-                continue
-            for path in _trial_paths(source, trial_dir):
-                found = _newest(fs, path)
-                if found is not None:
-                    with np.load(io.BytesIO(storage.read_bytes(fs, found))) as f:
-                        out[key] = {k: f[k] for k in f.files}
-                    break
+    for sweep, trial_id, trial_dir in trials.itertuples(index=False):
+        if not isinstance(trial_dir, str):
+            continue
+        path = f"{root}/{FOLDER}/{stored_name(str(sweep), trial_dir)}"
+        if storage.is_file(fs, path):
+            with np.load(io.BytesIO(storage.read_bytes(fs, path))) as f:
+                out[(str(sweep), str(trial_id))] = {k: f[k] for k in f.files}
     return out

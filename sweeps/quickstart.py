@@ -1,6 +1,7 @@
 """The quickstart: the paper's synthetic experiments on a laptop CPU in minutes.
 
-Two sweeps on a local Ray, each cell with its own Optuna grid study and several seeds:
+Two sweeps on a local Ray, each cell with its own Optuna grid study and several seeds, then
+each cell's chosen step size on fresh confirmation seeds (what the tables report):
 - bimodal theory setting (Sec. 3): does the generator learn both modes? sgda vs nsgda vs
   ada-nsgda vs adam (metric: share of seeds that miss "both");
 - mixture of 8 Gaussians (Nagarajan & Kolter): adam with and without the GD-regulariser, and
@@ -29,6 +30,7 @@ BIMODAL = Sweep(
     experiment="bimodal",
     metric="miss_both",
     seeds=SEEDS,
+    confirm_seeds=3,  # each cell's chosen step size on fresh seeds 3-5: the table's numbers
     cells=[
         Cell("sgda", StepSizes(grid=(0.1, 1.0))),
         Cell("nsgda", StepSizes(grid=(3.75e-3, 7.5e-3), ratios=(2.0,))),
@@ -42,6 +44,7 @@ MOG = Sweep(
     experiment="mog",
     metric="mode_kl",
     seeds=SEEDS[:2],
+    confirm_seeds=2,  # fresh seeds 2-3
     fixed={"steps": 2000, "eval_every": 500, "checkpoint_every": 1000, "eval_samples": 4000},
     cells=[
         Cell("adam", StepSizes(grid=(1e-4,)), overrides={"gd_reg": 0.5}, label="adam+gd_reg"),
@@ -52,12 +55,13 @@ MOG = Sweep(
 
 
 def smoke(sweep: Sweep) -> Sweep:
-    """Two seeds, one step size per cell, short runs."""
+    """Two seeds, one step size per cell, one confirmation seed, short runs."""
     from dataclasses import replace
 
     cells = [replace(c, lrs=replace(c.lrs, grid=c.lrs.grid[:1])) for c in sweep.cells]
     fixed = {**sweep.fixed, "steps": 300, "eval_every": 100, "checkpoint_every": 100}
-    return replace(sweep, cells=cells, seeds=sweep.seeds[:2], fixed=fixed)
+    confirm = sweep.confirmation_seeds()[:1]
+    return replace(sweep, cells=cells, seeds=sweep.seeds[:2], confirm_seeds=confirm, fixed=fixed)
 
 
 def main(argv: list[str] | None = None) -> int:

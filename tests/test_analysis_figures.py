@@ -75,7 +75,7 @@ def plain(runs, tmp_path_factory):
     dest = tmp_path_factory.mktemp("plain") / "results"
     analysis.collect([str(runs / "mogrun"), str(runs / "imgrun")], str(dest))
     df = analysis.load(str(dest))
-    return df, samples.read([str(runs / "mogrun"), str(runs / "imgrun")], df)
+    return df, samples.read(str(dest), df)  # collect copied each trial's samples
 
 
 @pytest.fixture(scope="module")

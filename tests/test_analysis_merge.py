@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -95,7 +96,7 @@ def test_a_report_of_both_experiments_at_once(two):
     out = tmp / "report"
     path = analysis.report([str(wgangp), str(style)], str(out), quiet=True)
     report = Path(path).read_text()
-    for exp in ("wgangp", "stylegan2"):
-        assert f"### {exp}: final FID" in report
-        assert (out / "tables" / f"{exp}.csv").stat().st_size > 0
-    assert "wgangp_smoke" in report and "stylegan2_smoke" in report
+    for sweep in ("wgangp_smoke", "stylegan2_smoke"):  # one table per sweep, by its objective
+        assert f"### {sweep}: " in report
+        table = pd.read_csv(out / "tables" / f"{sweep}.csv")
+        assert len(table) and table["mean"].notna().all()

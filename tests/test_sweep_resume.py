@@ -272,9 +272,9 @@ def test_quickstart_killed_in_its_second_sweep_resumes_to_the_same_tables(tmp_pa
     assert not (storage / "mog_smoke" / "summary.csv").exists()
 
     text = finish(quickstart(storage))
-    assert "mog_smoke: 6 trials" in text
+    assert "mog_smoke: 9 trials" in text  # 3 cells x (2 tuning seeds + 1 confirmation seed)
     assert tables(storage) == tables(clean)
     analysis.collect(str(storage / "mog_smoke"), str(tmp_path / "check"))
     df = analysis.load(str(tmp_path / "check"))
     assert not df.duplicated(["trial_id", "iteration"]).any()
-    assert len(analysis.final_rows(df)) == 6
+    assert len(analysis.final_rows(df)) == 9

@@ -29,13 +29,16 @@ def test_image_sweeps_follow_the_papers_protocol(name):
 
 @pytest.mark.parametrize("name", [*IMAGE_SCRIPTS, "stylegan2_ffhq", "quickstart"])
 def test_every_sweep_has_a_small_default_smoke_version(name):
-    """``--smoke`` needs no code in a script: one step size per cell, two seeds, one CPU."""
+    """``--smoke`` needs no code in a script: one step size per cell, two seeds (and one
+    confirmation seed where the sweep confirms), one CPU."""
     module = importlib.import_module(f"sweeps.{name}")
     for sweep in [module.SWEEP] if hasattr(module, "SWEEP") else [module.BIMODAL, module.MOG]:
         small = smoke_version(sweep)
         small.validate()
         assert small.name == f"{sweep.name}_smoke"
-        assert small.total_trials() == 2 * len(sweep.cells)
+        confirms = bool(sweep.confirmation_seeds())
+        assert small.confirmation_seeds() == sweep.confirmation_seeds()[:1]
+        assert small.total_trials() == (2 + confirms) * len(sweep.cells)
         assert small.resources.gpu == 0 and small.resources.cpu == 1
         assert [c.optimizer for c in small.cells] == [c.optimizer for c in sweep.cells]
         assert all(
@@ -50,7 +53,8 @@ def test_wgangp_smoke_sweep_runs_on_generated_images(tmp_path):
     outcome = run(smoke_version(SWEEP, smoke), storage=str(tmp_path), num_cpus=2)
     assert outcome.code == 0
     trials = outcome.trials
-    assert len(trials) == 4 and (trials["step"] == 6).all()
+    assert len(trials) == 6 and (trials["step"] == 6).all()  # 2 cells x (2 seeds + 1 fresh)
+    assert sorted(trials.loc[trials["stage"] == "confirm", "seed"]) == [5, 5]
     assert trials["fid"].notna().all() and trials["fid_extractor"].str.startswith("randconv").all()
     assert set(outcome.table["cell"]) == {"adam", "ada-nsgda"}
 
@@ -147,11 +151,14 @@ def test_quickstart_smoke_ends_with_tables_and_the_report(tmp_path, capsys):
     argv = ["--smoke", "--storage", str(tmp_path), "--num-cpus", "2"]
     assert quickstart.main(argv) == 0
     out = capsys.readouterr().out
-    assert "bimodal_smoke: 8 trials" in out and "mog_smoke: 6 trials" in out
+    assert "bimodal_smoke: 12 trials" in out and "mog_smoke: 9 trials" in out
     report = (tmp_path / "report" / "report.md").read_text()
     for cell in ("sgda", "nsgda", "ada-nsgda", "adam"):
         assert f"| {cell} |" in report
     figures = {p.name for p in (tmp_path / "report" / "figures").glob("*.png")}
-    assert {"fig2bc_bimodal.png", "fig2bc_mog.png", "fig3.png"} <= figures
+    for sweep in ("bimodal_smoke", "mog_smoke"):
+        assert {f"{sweep}_sensitivity.png", f"{sweep}_curves.png"} <= figures
+    assert "mog_smoke_samples.png" in figures and "fig3.png" in figures
+    assert "over fresh confirmation seeds" in report
     assert quickstart.main(argv) == 0  # a rerun resumes: nothing trains again
-    assert "bimodal_smoke: 8 trials" in capsys.readouterr().out
+    assert "bimodal_smoke: 12 trials" in capsys.readouterr().out

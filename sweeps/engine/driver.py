@@ -75,8 +75,9 @@ def set_aside(root: str, name: str) -> str:
     dest = storage.join(root, f".{name}.interrupted-{stamp}")
     storage.move(storage.join(root, name), dest)
     print(
-        f"gansweep: {root}/{name} holds no experiment state (the last run stopped before "
-        f"Tune recorded one); it was moved to {dest} and the sweep starts afresh",
+        f"gansweep: {root}/{name} holds no experiment state Tune can read (the last run "
+        f"stopped before Tune recorded a whole one); it was moved to {dest} and the sweep "
+        "starts afresh",
         file=sys.stderr,
     )
     return dest

@@ -13,6 +13,7 @@ import fnmatch
 import json
 import os
 import pickle
+import posixpath
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -85,8 +86,10 @@ def newest_state(experiment: str) -> str | None:
 
 
 def has_state(experiment: str) -> bool:
-    """Whether Tune has recorded any experiment state there (what ``Tuner.restore`` needs)."""
-    return newest_state(experiment) is not None
+    """Whether Tune has recorded an experiment state there that it can read (what
+    ``Tuner.restore`` needs): a driver killed while Tune wrote its first one leaves none."""
+    fs, _ = storage.filesystem(experiment)
+    return any(_whole(fs, path, posixpath.basename(path)) for path in states(experiment))
 
 
 TORN = ".torn"

@@ -258,7 +258,24 @@ def record(sweep: Sweep) -> dict[str, Any]:
     data = dataclasses.asdict(sweep)
     data["cells"] = [{"name": c.name, **dataclasses.asdict(c)} for c in sweep.cells]
     data["confirm_seeds"] = sweep.confirmation_seeds()
-    return json.loads(json.dumps({k: data[k] for k in RECORDED}, default=list))
+    out = {k: data[k] for k in RECORDED}
+    out["objective"] = objective_record(sweep)  # for readers (analysis.report); not compared
+    return json.loads(json.dumps(out, default=list))
+
+
+def objective_record(sweep: Sweep) -> dict[str, Any]:
+    """What a reader of the results needs to rank by the sweep's objective: its name, that it
+    is minimised, the penalty a failed seed counts as, and whether it is 0/1 per seed."""
+    from sweeps.engine.objectives import OBJECTIVES, penalty_of
+
+    o = OBJECTIVES[sweep.metric]
+    return {
+        "name": o.name,
+        "meaning": o.meaning,
+        "higher_is_better": False,
+        "penalty": penalty_of(sweep.metric, sweep.penalty),
+        "binary": o.binary,
+    }
 
 
 def differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:

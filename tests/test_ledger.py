@@ -1,0 +1,42 @@
+"""Tune's state files as a killed driver leaves them: cut short, set aside, never restored from."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import cloudpickle
+
+from sweeps.engine import ledger
+
+WHOLE = json.dumps({"trial_data": []})  # an experiment state with no trials, as Tune writes it
+
+
+def test_state_files_cut_short_are_set_aside_and_the_newest_whole_ones_kept(tmp_path):
+    old, new = "2026-12-01_10-00-00", "2026-12-01_10-05-00"
+    (tmp_path / f"experiment_state-{old}.json").write_text(WHOLE)
+    (tmp_path / f"experiment_state-{new}.json").write_text("")  # killed while Tune wrote it
+    (tmp_path / f"search_gen_state-{old}.json").write_bytes(cloudpickle.dumps({"n": 1}))
+    (tmp_path / f"search_gen_state-{new}.json").write_bytes(cloudpickle.dumps({"n": 2})[:5])
+    (tmp_path / f"searcher-state-{old}.pkl").write_bytes(pickle.dumps(None))
+    (tmp_path / f"searcher-state-{new}.pkl").write_bytes(pickle.dumps(None))
+    assert ledger.has_state(str(tmp_path))
+
+    aside = ledger.set_aside_torn_states(str(tmp_path))
+
+    assert sorted(p.rsplit("/", 1)[1] for p in aside) == [
+        f"experiment_state-{new}.json",
+        f"search_gen_state-{new}.json",
+    ]
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert f"experiment_state-{new}.json.torn" in left  # kept for a post-mortem
+    assert ledger.newest_state(str(tmp_path)).endswith(f"experiment_state-{old}.json")
+    assert f"searcher-state-{new}.pkl" in left  # whole: untouched
+    assert ledger.set_aside_torn_states(str(tmp_path)) == []  # nothing more to do
+
+
+def test_a_sweep_whose_only_state_is_cut_short_has_no_state(tmp_path):
+    (tmp_path / "experiment_state-2026-12-01_10-00-00.json").write_text('{"trial_da')
+    assert not ledger.has_state(str(tmp_path))  # the driver starts it afresh, set aside
+    (tmp_path / "experiment_state-2026-12-01_09-00-00.json").write_text(WHOLE)
+    assert ledger.has_state(str(tmp_path))
