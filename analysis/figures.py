@@ -14,6 +14,7 @@ trials' final samples, read by ``analysis.samples.read``) complete the paper's F
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Mapping
@@ -351,10 +352,17 @@ def _ratio(lr_d: float, lr_g: float) -> float:
 
 
 def _sensitivity_panel(
-    ax, data: pd.DataFrame, metric: str, penalty: float | None, s: stats.Settings
+    ax,
+    data: pd.DataFrame,
+    metric: str,
+    penalty: float | None,
+    s: stats.Settings,
+    binary: bool | None = None,
 ) -> list[str]:
     """One sweep's panel; returns the cell descriptions of its chosen step sizes."""
     m = tables.get_metric(metric)
+    if binary is not None:
+        m = dataclasses.replace(m, binary=binary)
     steps = tables.step_size_table(data, metric, values=True)
     table = tables.main_table(data, metric, penalty=penalty)
     steps = steps.assign(ratio=[_ratio(a, b) for a, b in zip(steps["lr_d"], steps["lr_g"])])
@@ -412,11 +420,13 @@ def sensitivity(
     penalty: float | None = None,
     settings: stats.Settings | None = None,
     label: str | None = None,
+    binary: bool | None = None,
 ) -> Figure:
     """Final ``metric`` against the step size, one panel per sweep, one line per cell (and
     lr_D/lr_G ratio): the mean over the tuning seeds with its CI band (``stats.mean_ci``; with
-    ``penalty`` a failed seed counts as it, as in ``main_table``'s ``score``), an x at the top
-    where seeds diverged or errored (with failed/seeds), a star at the chosen step size."""
+    ``penalty`` a failed seed counts as it, as in ``main_table``'s ``score``; ``binary``: a 0/1
+    metric, Wilson's interval), an x at the top where seeds diverged or errored (with
+    failed/seeds), a star at the chosen step size."""
     s = settings or stats.Settings()
     data = tuning(df)
     final = tables.final_rows(data)
@@ -427,7 +437,7 @@ def sensitivity(
     axes = np.atleast_1d(fig.subplots(1, len(sweeps)))
     name = label or _label(metric)
     for ax, (sweep, g) in zip(axes, sweeps, strict=True):
-        picked = _sensitivity_panel(ax, g, metric, penalty, s)
+        picked = _sensitivity_panel(ax, g, metric, penalty, s, binary)
         ax.set_ylabel(f"final {name} ({_direction(metric)})")
         ax.set_title(f"{sweep} ({_seeds(g)})\nchosen: " + "; ".join(picked), fontsize=9)
     failed = "failed seeds count as the penalty" if penalty is not None else "failed seeds left out"

@@ -249,7 +249,11 @@ def _paper_metric(sweep: pd.DataFrame, obj: Objective) -> list[str]:
     metric = tables.metric_for(str(sweep["experiment"].iloc[0]))
     if metric == "fid" and obj.name == "fid":
         return []
-    rows = figures.chosen(sweep, "objective", obj.penalty)
+    # every row (both stages) at the step sizes the objective chose: the table then finds the
+    # same step size by any metric, and reports its confirmation seeds where there are some
+    keys = ["cell", *tables.STEP_SIZE]
+    picked = figures.chosen(sweep, "objective", obj.penalty)[keys].drop_duplicates()
+    rows = sweep.merge(picked, on=keys, how="inner")
     try:
         table = tables.main_table(rows, metric)
     except tables.ProtocolError as e:
@@ -299,7 +303,9 @@ def _sweep_figures(
         (
             f"{name}_sensitivity.png",
             f"{name}: step-size sensitivity",
-            lambda: figures.sensitivity(sweep, metric, penalty=pen, label=label),
+            lambda: figures.sensitivity(
+                sweep, metric, penalty=pen, label=label, binary=obj.binary if obj else None
+            ),
         ),
         (
             f"{name}_curves.png",

@@ -1,6 +1,6 @@
 """The paper's comparison tables from a loaded results frame.
 
-For each (experiment, dataset, model), sweep, budget (``steps``) and optimizer cell: the step
+For each (experiment, dataset, model), sweep and optimizer cell: the step
 size (lr_d, lr_g) chosen on the tuning seeds by the final metric (ties: smaller lr_d, then
 lr_g), the mean, std and n of that metric at that step size over the tuning seeds or, where the
 sweep re-ran the chosen step size on fresh seeds (rows with ``stage`` "confirm"), over those;
@@ -32,8 +32,10 @@ TRIAL = ("sweep", "trial_id")
 FAILED = ("diverged", "errored")
 # what a row's statistics are over: the seeds the step size was searched on, or fresh ones
 STAGES = ("tune", "confirm")
-# never pooled across, unless asked (main_table(by=..., pool=True))
-SPLIT = ("sweep", "steps")
+# never pooled across, unless asked (main_table(by=..., pool=True)): two sweeps are two
+# questions (another budget, other fixed settings); the cells of one sweep are compared even
+# where their settings differ (e.g. sgda's own default number of steps)
+SPLIT = ("sweep",)
 
 
 class ProtocolError(ValueError):
@@ -219,7 +221,7 @@ def _groups(df: pd.DataFrame) -> list[str]:
 
 def split_keys(df: pd.DataFrame, by: Sequence[str] | None = None, pool: bool = False) -> list[str]:
     """The columns besides the group and cell that rows are never pooled across: ``by``
-    (default ``SPLIT``: sweep and steps), none with ``pool``; those ``df`` has."""
+    (default ``SPLIT``: the sweep), none with ``pool``; those ``df`` has."""
     if pool and by:
         raise ValueError("pass pool=True or by=..., not both")
     keys = () if pool else (SPLIT if by is None else tuple(by))
@@ -305,8 +307,8 @@ def step_size_table(
 
     FID-like metrics: a group mixing evaluation protocols raises ``ProtocolError``, unless
     ``by_protocol``, which makes each protocol its own group. ``metric``, ``higher_is_better``:
-    see ``resolve_metric``; ``by``/``pool``: see ``split_keys`` (never pooled across sweeps or
-    budgets by default).
+    see ``resolve_metric``; ``by``/``pool``: see ``split_keys`` (never pooled across sweeps by
+    default).
 
     Columns: the group columns, ``sweep`` and ``steps`` (the split; pooled: ``sweep`` lists the
     sweeps), ``cell``, ``stage`` ("tune" or "confirm"), ``lr_d``, ``lr_g``, ``optimizer``,
@@ -525,8 +527,8 @@ def main_table(
     ``binary``: the metric is a 0/1 outcome per seed (its interval is then Wilson's); default:
     what the metric declares (a sweep's ``objective`` is 0/1 for ``miss_both``).
 
-    Cells: rows are never pooled across sweeps or budgets (``steps``): ``by`` names the columns
-    besides group and cell to keep apart (default ``SPLIT``), ``pool=True`` pools them (the
+    Cells: rows are never pooled across sweeps (each its own budget and fixed settings): ``by``
+    names the columns besides group and cell to keep apart (default ``SPLIT``), ``pool=True`` pools them (the
     ``sweep`` column then lists the sweeps pooled). ``grid=True``: ``grid_table`` instead.
 
     Choice (on the tune rows only, whatever ``stage``): a diverged or errored seed has no value;
@@ -809,6 +811,12 @@ def display(table: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
     out["n"] = table["n"].astype(int).astype(str)
     if "stage" in table.columns:
         out["seeds"] = table["stage"].map(STAGE_LABEL)
+        confirmed = table["stage"] == "confirm"
+        if confirmed.any() and "tune_mean" in table.columns:  # what the choice was made on
+            out["on the tuning seeds (n)"] = [
+                f"{_num(m, digits)} ({int(n)})" if c else "(these)"
+                for m, n, c in zip(table["tune_mean"], table["tune_n"], confirmed, strict=True)
+            ]
     out["diverged"] = [
         f"{d}/{s}" + (f" (+{e} errored)" if e else "")
         for d, e, s in zip(table["diverged"], table["errored"], table["seeds"], strict=True)
