@@ -613,24 +613,37 @@ def main_table(
     best = _add_stats(best, groups, refs, m, penalty, settings)
     best = best.drop(columns=[c for c in [*RANKING[:3], "values"] if c in best.columns])
     best = best.reset_index(drop=True)
-    best.attrs.update(
-        metric=metric,
-        higher_is_better=m.higher_is_better,
-        reference=reference,
-        penalty=penalty,
-        stage=stage,
-        groups=cell[:-1],
-        warnings=notes,
-        stats={
-            "level": level,
+    best.attrs.update(_attrs(metric, m, penalty, stage, cell, notes, settings), reference=reference)
+    return best
+
+
+def _attrs(
+    metric: str,
+    m: Metric,
+    penalty: float | None,
+    stage: str | None,
+    cell: list[str],
+    notes: list[str],
+    settings: stats.Settings,
+) -> dict:
+    """What a table says about itself (``attrs``): the metric, the stage, the warnings and how
+    its statistics were made."""
+    return {
+        "metric": metric,
+        "higher_is_better": m.higher_is_better,
+        "penalty": penalty,
+        "stage": stage,
+        "groups": cell[:-1],
+        "warnings": notes,
+        "stats": {
+            "level": settings.level,
             "method": settings.method,
-            "n_resamples": n_resamples,
-            "seed": seed,
+            "n_resamples": settings.n_resamples,
+            "seed": settings.seed,
             "failed": "excluded" if penalty is None else "penalised",
             "binary": m.binary,
         },
-    )
-    return best
+    }
 
 
 def grid_table(
@@ -693,23 +706,7 @@ def grid_table(
         iqm=[stats.iqm(seed_values(r, penalty)) for _, r in steps.iterrows()],
     )
     steps = steps.drop(columns=[*RANKING[:3], "values"]).reset_index(drop=True)
-    steps.attrs.update(
-        kind="grid",
-        metric=metric,
-        higher_is_better=m.higher_is_better,
-        penalty=penalty,
-        stage=stage,
-        groups=cell[:-1],
-        warnings=notes,
-        stats={
-            "level": level,
-            "method": settings.method,
-            "n_resamples": n_resamples,
-            "seed": seed,
-            "failed": "excluded" if penalty is None else "penalised",
-            "binary": m.binary,
-        },
-    )
+    steps.attrs.update(_attrs(metric, m, penalty, stage, cell, notes, settings), kind="grid")
     return steps
 
 
