@@ -127,7 +127,7 @@ def test_killed_between_a_suggestion_and_its_trial_is_suggested_again(tmp_path, 
     assert len(lost) == 1  # the window: suggested, never recorded by Tune
 
     text = finish(launch(tmp_path, storage, "--resume"))
-    assert "suggesting them again" in text
+    assert "running them again" in text
     assert table(storage) == reference
     check_rows(storage)
 
