@@ -195,6 +195,21 @@ def test_the_decision_waits_for_every_seed_and_a_diverged_seed_counts_as_the_pen
     assert study(tmp_path).trials[0].intermediate_values[200] == pytest.approx(mean_at(0.1, 200))
 
 
+def test_a_seed_that_ended_before_a_rung_counts_as_the_penalty_there(tmp_path):
+    def early(lr_g: float, seed: int, step: int) -> float | None:
+        return None if seed == 1 else kl(lr_g, seed, step)  # seed 1 diverges at its first report
+
+    s = sweep(confirm_seeds=0, cells=[Cell("adam", StepSizes(grid=(1e-1,)))])
+    d = Driver(s, tmp_path, value=early)
+    d.fill()
+    d.round()
+    d.round()
+    told = study(tmp_path).trials[0].intermediate_values
+    for step in (100, 200):
+        want = (early(0.1, 0, step) + PENALTY + early(0.1, 2, step)) / 3
+        assert told[step] == pytest.approx(want), step
+
+
 def winner(value, grid=GRID) -> float:
     """The step size of the full grid's choice: the lowest penalised mean of final values."""
     return min(grid, key=lambda lr: (mean_at(lr, STEPS), lr))
