@@ -454,6 +454,8 @@ def _pick(
                     f"stage's best for {metric} is {_lr(best)}; the table keeps the confirmed one"
                 )
         elif best is None:
+            if len(tune) and (tune["pruned"] > 0).all():
+                notes.append(f"{where}: every step size was pruned (early stopping); none chosen")
             continue
         else:
             row = best

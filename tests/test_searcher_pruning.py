@@ -304,3 +304,123 @@ def test_early_stopping_is_recorded_and_an_old_record_still_resumes():
     changed = differences(old, record(sweep()))
     assert len(changed) == 1 and changed[0].startswith("early_stopping: ")
     assert dataclasses.asdict(sweep().early_stopping)["kind"] == "halving"
+
+
+# -- analysis and completeness of pruned rows ---------------------------------------------------
+
+
+def rows(lr: float, seed: int, kls: list[float], status: str) -> list[dict]:
+    return [
+        {
+            "sweep": "prune",
+            "trial_id": f"{lr}-{seed}",
+            "iteration": i,
+            "experiment": "mog",
+            "cell": "adam",
+            "optimizer": "adam",
+            "lr_d": lr,
+            "lr_g": lr,
+            "seed": seed,
+            "steps": STEPS,
+            "step": EVERY * i,
+            "status": status,
+            "objective": v,
+        }
+        for i, v in enumerate(kls, start=1)
+    ]
+
+
+def test_tables_count_pruned_seeds_and_never_choose_a_pruned_step_size():
+    import pandas as pd
+
+    import analysis
+
+    # the pruned step size's last value (at its rung) is better than the finished one's end
+    df = pd.DataFrame(
+        rows(1e-3, 0, [1.0, 0.8, 0.6], "finished")
+        + rows(1e-3, 1, [1.0, 0.9, 0.7], "finished")
+        + rows(3.0, 0, [0.1], "pruned")
+        + rows(3.0, 1, [0.2, 0.1], "pruned")
+    )
+    for penalty in (None, PENALTY):
+        table = analysis.main_table(df, "objective", higher_is_better=False, penalty=penalty)
+        assert list(table["lr_g"]) == [1e-3], penalty
+    steps = analysis.step_size_table(df, "objective", higher_is_better=False)
+    assert dict(zip(steps["lr_g"], steps["pruned"], strict=True)) == {1e-3: 0, 3.0: 2}
+    assert dict(zip(steps["lr_g"], steps["running"], strict=True)) == {1e-3: 0, 3.0: 0}
+    only = df[df["lr_g"] == 3.0]  # every step size pruned: nothing is chosen
+    with pytest.warns(UserWarning, match="every step size was pruned"):
+        assert analysis.main_table(only, "objective", higher_is_better=False).empty
+
+
+def test_completeness_counts_a_pruned_step_sizes_seeds_as_ended():
+    import pandas as pd
+
+    from sweeps.engine import completeness
+
+    s = sweep(confirm_seeds=0, cells=[Cell("adam", StepSizes(grid=(1e-3, 3.0)))])
+    final = pd.DataFrame(
+        [rows(1e-3, k, [0.5], "finished")[-1] for k in (0, 1, 2)]
+        + [rows(3.0, 0, [2.0], "pruned")[-1]]  # seeds 1 and 2 never dispatched
+    )
+    done = completeness.check(s, final)
+    assert done.ok and done.ended == done.expected == 6, done.describe()
+    running = final.assign(status=["finished"] * 3 + ["running"])
+    assert not completeness.check(s, running).ok
+
+
+# -- one real local Ray sweep ------------------------------------------------------------------
+
+GOOD, BAD = 1e-3, 3.0  # adam on mog: lr 3 collapses every seed (mode_kl log 8) from step 100
+
+
+def grid_seed_asking_first(lr: float, grid: tuple[float, ...]) -> int:
+    """A sampler seed whose GridSampler asks ``lr`` first (the study trial whose seeds run, and
+    reach the first rung, first on 2 CPUs), so that successive halving prunes the other."""
+    for seed in range(50):
+        sampler = optuna.samplers.GridSampler({"lr": list(grid), "ratio": [1.0]}, seed=seed)
+        trial = optuna.create_study(sampler=sampler).ask()
+        if trial.suggest_float("lr", min(grid), max(grid), log=True) == lr:
+            return seed
+    raise AssertionError("no seed asks it first")
+
+
+@pytest.mark.slow
+def test_a_real_sweep_prunes_the_bad_step_size_at_the_first_rung(tmp_path):
+    import analysis
+    from sweeps.engine import run
+
+    grid = (GOOD, BAD)
+    s = Sweep(
+        name="prune-real",
+        experiment="mog",
+        metric="mode_kl",
+        seeds=[0, 1],
+        confirm_seeds=1,
+        fixed={"steps": STEPS, "eval_every": EVERY, "checkpoint_every": EVERY},
+        cells=[Cell("adam", StepSizes(grid=grid))],
+        sampler_seed=grid_seed_asking_first(GOOD, grid),
+        early_stopping=EarlyStopping("halving", min_resource=EVERY, reduction_factor=3),
+    )
+    outcome = run(s, storage=str(tmp_path), num_cpus=2)
+    assert outcome.code == 0, outcome.error  # complete: the pruned seeds count as ended
+    final = outcome.trials
+    bad = final[final["lr_g"] == BAD]
+    assert len(bad) == 2
+    assert set(bad["status"]) == {"pruned"}
+    assert (bad["step"] <= EVERY + EVERY).all() and bad["step"].min() == EVERY  # ended there
+    good = final[final["lr_g"] == GOOD]
+    assert set(good["status"]) == {"finished"} and (good["step"] == STEPS).all()
+    confirm = good[good["stage"] == "confirm"]
+    assert len(confirm) == 1 and int(confirm["step"].iloc[0]) == STEPS  # trained to the end
+    assert list(outcome.table["lr_g"]) == [GOOD]  # the full grid's choice
+    df = analysis.load(str(Path(outcome.path) / "results"))
+    steps = analysis.step_size_table(df, "objective", higher_is_better=False)
+    tuned = steps[steps["stage"] == "tune"].set_index("lr_g")
+    assert tuned.loc[BAD, "pruned"] == 2 and tuned.loc[GOOD, "pruned"] == 0
+    assert tuned.loc[BAD, "n"] == 0  # a pruned seed has no final value
+    # every row of a pruned trial says so
+    rows = df[df["lr_g"] == BAD]
+    assert set(rows["status"]) == {"pruned"}
+    pruned = json.loads((Path(outcome.path) / "pruned.json").read_text())
+    assert sorted(pruned["trial_ids"]) == sorted(bad["trial_id"])
