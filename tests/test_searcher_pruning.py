@@ -348,6 +348,7 @@ def test_tables_count_pruned_seeds_and_never_choose_a_pruned_step_size():
     steps = analysis.step_size_table(df, "objective", higher_is_better=False)
     assert dict(zip(steps["lr_g"], steps["pruned"], strict=True)) == {1e-3: 0, 3.0: 2}
     assert dict(zip(steps["lr_g"], steps["running"], strict=True)) == {1e-3: 0, 3.0: 0}
+    assert dict(zip(steps["lr_g"], steps["n"], strict=True)) == {1e-3: 2, 3.0: 0}  # no value
     only = df[df["lr_g"] == 3.0]  # every step size pruned: nothing is chosen
     with pytest.warns(UserWarning, match="every step size was pruned"):
         assert analysis.main_table(only, "objective", higher_is_better=False).empty
