@@ -425,3 +425,75 @@ def test_a_real_sweep_prunes_the_bad_step_size_at_the_first_rung(tmp_path):
     assert set(rows["status"]) == {"pruned"}
     pruned = json.loads((Path(outcome.path) / "pruned.json").read_text())
     assert sorted(pruned["trial_ids"]) == sorted(bad["trial_id"])
+
+
+RESUME_SCRIPT = """
+import sys
+from sweeps.engine import Cell, EarlyStopping, StepSizes, Sweep, main
+main(Sweep(
+    name="prune-resume", experiment="mog", metric="mode_kl", seeds=[0, 1],
+    fixed={"steps": 300, "eval_every": 100, "checkpoint_every": 100},
+    cells=[Cell("adam", StepSizes(grid=(GOOD, BAD)))], sampler_seed=SEED,
+    early_stopping=EarlyStopping("halving", min_resource=100, reduction_factor=3),
+))
+"""
+
+
+@pytest.mark.slow
+def test_a_driver_killed_at_a_prune_resumes_with_the_same_pruned_set(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import analysis
+    from sweeps.engine.searcher import FAULT_ENV
+
+    root = Path(__file__).resolve().parent.parent
+    seed = grid_seed_asking_first(GOOD, (GOOD, BAD))
+    script = tmp_path / "prune_sweep.py"
+    script.write_text(
+        RESUME_SCRIPT.replace("GOOD", repr(GOOD))
+        .replace("BAD", repr(BAD))
+        .replace("SEED", str(seed))
+    )
+    storage = tmp_path / "runs"
+    log = tmp_path / "driver.log"
+
+    def launch(*extra: str, fault: str = "") -> subprocess.Popen:
+        env = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
+        env["PYTHONPATH"] = str(root)
+        if fault:
+            env[FAULT_ENV] = fault
+        cmd = [sys.executable, str(script), "--storage", str(storage), "--num-cpus", "2", *extra]
+        with open(log, "a") as out:
+            return subprocess.Popen(
+                cmd,
+                cwd=root,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+
+    first = launch(fault="prune:1")
+    assert first.wait(timeout=600) == -signal.SIGKILL, log.read_text()[-4000:]
+    path = storage / "prune-resume"
+    pruned_before = [(e["number"], e["step"]) for e in events(path, "prune")]
+    assert len(pruned_before) == 1
+    second = launch("--resume")
+    assert second.wait(timeout=600) == 0, log.read_text()[-4000:]
+    assert [(e["number"], e["step"]) for e in events(path, "prune")] == pruned_before
+    decided = [(e["number"], e["step"]) for e in events(path, "decide")]
+    assert len(decided) == len(set(decided)), "a point was decided twice"
+    number = pruned_before[0][0]
+    dispatched = [e for e in events(path, "dispatch") if e["number"] == number]
+    assert len(dispatched) == 2, "a pruned step size's seed ran again"
+    states = {t.number: t.state for t in study(path, "prune-resume/adam").trials}
+    assert states[number] == optuna.trial.TrialState.PRUNED
+    df = analysis.load(str(path / "results"))
+    final = analysis.final_rows(df)
+    bad = final[final["lr_g"] == BAD]
+    assert set(bad["status"]) == {"pruned"} and len(bad) == 2
+    assert (final[final["lr_g"] == GOOD]["status"] == "finished").all()
+    assert "| adam" in (path / "summary.md").read_text()

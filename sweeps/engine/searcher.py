@@ -468,6 +468,7 @@ class CellSearcher(Searcher):
                 {"event": "prune", "cell": cell_name, "number": number, "step": step}
             )
             self._write_pruned()
+            _fault("prune", len(self._pruned))  # recorded, not yet told nor stopped
             self._tell_pruned(cell_name, number)
 
     def _tell_pruned(self, cell_name: str, number: int) -> None:
@@ -620,7 +621,9 @@ def _fault(point: str, count: int) -> None:
     at the very first suggestion (Tune has written no experiment state yet); ``suggest``:
     right after the first suggestion made once Tune has an experiment state (the suggestion is
     in the ledger, Tune has not recorded its trial); ``searcher_save``: right after Tune's
-    checkpoint of the searcher; ``collect:N``: in the end-of-sweep collection (driver.py)."""
+    checkpoint of the searcher; ``collect:N``: in the end-of-sweep collection (driver.py);
+    ``prune:N``: right after the N-th pruned step size is in the ledger and ``pruned.json``,
+    before its study is told and its seeds stopped."""
     name, _, n = os.environ.get(FAULT_ENV, "").partition(":")
     if name == point and (not n or int(n) == count):
         import signal
