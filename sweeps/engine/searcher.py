@@ -31,15 +31,16 @@ points (the ``step`` of each row; Tune calls ``on_trial_result`` for each row, a
 *every* seed of the step size has reported it (the decision waits for all seeds at a rung; a
 seed that diverged or ended before that point counts as the objective's penalty there), the
 study trial is told the penalised mean over seeds there (``optuna.Trial.report``) and the
-study's Optuna pruner (``EarlyStopping.pruner``) decides (``should_prune``). The seeds' reports
-and each decision go to the ledger first ("report", "decide" events), so a restart never
-reports a point twice and never re-decides one; a pruned step size is recorded ("prune"), its
-trial ids written to ``pruned.json`` in the experiment directory (what ``analysis.collect``
-reads), then told to its study as PRUNED; ``PruningScheduler`` stops its running seeds at
-their next report and its seeds not yet dispatched never are. A pruned step size is never
-chosen; the confirmation stage trains the chosen one to the end (it is never pruned). The one
-window left: a driver killed between Optuna's record of a point and the ledger's decision
-asks the pruner again for that point on restart.
+study's Optuna pruner (``EarlyStopping.pruner``) decides (``should_prune``). Each seed's
+report is in the ledger ("report") before it is used, and each decision ("decide") before it is
+acted on, so a restart never reports a point twice and never re-decides one; a pruned step
+size is recorded ("prune"), its trial ids written to ``pruned.json`` in the experiment
+directory (what ``analysis.collect`` reads), then told to its study as PRUNED;
+``PruningScheduler`` stops its running seeds at their next report (a seed Tune holds pending,
+at its first) and its seeds not yet dispatched never are. A pruned step size is never chosen;
+the confirmation stage trains the chosen one to the end (it is never pruned). The one window
+left: a driver killed between Optuna's record of a point and the ledger's decision asks the
+pruner again for that point on restart.
 """
 
 from __future__ import annotations
