@@ -59,7 +59,7 @@ from analysis import storage
 from analysis.collect import PRUNED_RECORD
 from sweeps.engine import ledger, trials
 from sweeps.engine.objectives import OBJECTIVES, score
-from sweeps.engine.spec import Cell, Sweep
+from sweeps.engine.spec import Cell, EarlyStopping, Sweep
 from trainers import experiments
 
 OBJECTIVE = "objective"
@@ -85,9 +85,14 @@ class CellSearcher(Searcher):
         self.max_concurrent = max_concurrent
         self.objective = OBJECTIVES[sweep.metric]
         self._local = storage.local_dir(experiment)
-        self.early_stopping = sweep.early_stopping
         self._snapshot: dict[str, Any] | None = None  # Tune's checkpoint (bucket storage only)
         self._loaded = False
+
+    @property
+    def early_stopping(self) -> EarlyStopping:
+        """The sweep's declaration (read from it, so a ``tuner.pkl`` pickled before early
+        stopping existed, whose sweep lacks the field, restores with the default: none)."""
+        return self.sweep.early_stopping
 
     # -- loading and reconciling ---------------------------------------------------------------
 
@@ -585,7 +590,6 @@ class CellSearcher(Searcher):
             "max_concurrent",
             "objective",
             "_local",
-            "early_stopping",
         )
         state = {k: self.__dict__[k] for k in keep}
         state.update(_metric=self._metric, _mode=self._mode, _snapshot=None, _loaded=False)
