@@ -229,14 +229,22 @@ def test_early_stopping_chooses_the_full_grids_step_size(tmp_path, kind):
     early = Driver(sweep(early_stopping=stop), tmp_path / "early")
     early.run()
     assert confirmed(full) == confirmed(early) == {winner(kl)}
+    for trial_id, c in early.configs.items():  # the confirmation trains to the end
+        if c[trials.STAGE] == trials.CONFIRM:
+            assert early.rows[trial_id][-1] == STEPS and trial_id not in early.stopped
     if kind == "halving":  # hyperband's brackets hold one or two of the four step sizes here,
         # the median pruner needs a finished step size to compare with
         assert events(tmp_path / "early", "prune"), "nothing was pruned"
         assert sum(len(r) for r in early.rows.values()) < sum(len(r) for r in full.rows.values())
 
 
-def test_tpe_with_early_stopping_never_confirms_a_pruned_step_size(tmp_path):
-    s = sweep(cells=[Cell("adam", StepSizes(low=1e-5, high=1e-1, trials=6))], sampler_seed=1)
+@pytest.mark.parametrize("kind", ["halving", "hyperband"])
+def test_tpe_with_early_stopping_never_confirms_a_pruned_step_size(tmp_path, kind):
+    s = sweep(
+        cells=[Cell("adam", StepSizes(low=1e-5, high=1e-1, trials=6))],
+        sampler_seed=1,
+        early_stopping=EarlyStopping(kind, min_resource=EVERY, reduction_factor=2),
+    )
     d = Driver(s, tmp_path)
     d.run()
     told = study(tmp_path).trials
@@ -352,6 +360,30 @@ def test_tables_count_pruned_seeds_and_never_choose_a_pruned_step_size():
     only = df[df["lr_g"] == 3.0]  # every step size pruned: nothing is chosen
     with pytest.warns(UserWarning, match="every step size was pruned"):
         assert analysis.main_table(only, "objective", higher_is_better=False).empty
+
+
+def test_collect_marks_the_trials_pruned_json_names_even_after_an_earlier_collect(tmp_path):
+    import shutil
+
+    import analysis
+    from analysis.collect import PRUNED_RECORD
+
+    src = Path(__file__).parent / "fixtures" / "analysis" / "tune_output" / "bimodal"
+    experiment = tmp_path / "bimodal"
+    shutil.copytree(src, experiment)
+    dest = tmp_path / "results"
+    analysis.collect(str(experiment), str(dest))
+    before = analysis.final_rows(analysis.load(str(dest)))
+    assert "pruned" not in set(before["status"])
+    victims = sorted(before["trial_id"])[:2]
+    (experiment / PRUNED_RECORD).write_text(json.dumps({"trial_ids": victims}))
+    analysis.collect(str(experiment), str(dest))  # the trials' own files did not change
+    df = analysis.load(str(dest))
+    pruned = df[df["trial_id"].isin(victims)]
+    assert set(pruned["status"]) == {"pruned"}
+    assert set(df[~df["trial_id"].isin(victims)]["status"]) == set(before["status"]) - {"pruned"}
+    final = analysis.final_rows(df)
+    assert final[final["trial_id"].isin(victims)]["final"].all()
 
 
 def test_completeness_counts_a_pruned_step_sizes_seeds_as_ended():
