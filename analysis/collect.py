@@ -31,6 +31,8 @@ PLAIN_RESULT, PLAIN_TRIAL = "results.jsonl", "trial.json"
 ERROR_FILES = ("error.txt", "error.pkl")
 MANIFEST = "_manifest.json"
 SWEEP_RECORD = "sweep.json"  # the engine's record of a sweep, beside its trials
+# the engine's list of trials whose step size was stopped early (early stopping), beside them
+PRUNED_RECORD = "pruned.json"
 RECORDS = "sweeps"  # where collect keeps each sweep's record in the dataset
 MAX_DEPTH = 4
 CORE_CONFIG = ("experiment", "model", "dataset", "optimizer", "granularity")
@@ -247,13 +249,16 @@ def _is_final(row: pd.Series) -> bool:
         return False
 
 
-def with_status(frame: pd.DataFrame, errored: bool) -> pd.DataFrame:
-    """Sort a trial's rows and set ``final`` and ``status`` (see ``schema.STATUSES``)."""
+def with_status(frame: pd.DataFrame, errored: bool, pruned: bool = False) -> pd.DataFrame:
+    """Sort a trial's rows and set ``final`` and ``status`` (see ``schema.STATUSES``); a trial
+    the engine's ``pruned.json`` names is "pruned" (its last row final)."""
     frame = frame.sort_values("iteration", kind="stable").reset_index(drop=True)
     final = pd.Series(False, index=frame.index)
-    if len(frame) and _is_final(frame.iloc[-1]):
+    if len(frame) and (pruned or _is_final(frame.iloc[-1])):
         final.iloc[-1] = True
-    if final.any():
+    if pruned:
+        status = "pruned"
+    elif final.any():
         diverged = frame.get("diverged", pd.Series(False, index=frame.index))
         status = "diverged" if diverged.fillna(False).astype(bool).any() else "finished"
     else:
@@ -328,10 +333,16 @@ def collect(source: str | Iterable[str], dest: str, progress: Progress | None = 
     manifest = _read_manifest(dfs, droot)
     trials = [t for s in _sources(source) for t in find_trials(s)]
     out = Collected(dest=str(dest), trials=len(trials))
+    pruned_in: dict[str, set[str]] = {}
     for n, trial in enumerate(trials, start=1):
         entry = manifest.get(trial.key)
         part = f"{droot}/{trial.part}"
-        if entry is None or entry["signature"] != trial.signature():
+        pruned = _pruned_ids(trial, pruned_in)
+        if (
+            entry is None
+            or entry["signature"] != trial.signature()
+            or (entry.get("trial_id") in pruned and entry["status"] != "pruned")
+        ):
             new = read_trial(trial)
             if storage.is_file(dfs, part):
                 old = read_part(dfs, part)
@@ -340,9 +351,10 @@ def collect(source: str | Iterable[str], dest: str, progress: Progress | None = 
             # same training_iteration: within one file as across collects, the newer row wins
             new = new.drop_duplicates("iteration", keep="last")
             errored = any(e in trial.files for e in ERROR_FILES)
+            is_pruned = len(new) > 0 and str(new["trial_id"].iloc[0]) in pruned
             status, rows = ("errored" if errored else "running"), 0
             if len(new):  # a trial without a report yet has no part file
-                table = to_arrow(with_status(new, errored))
+                table = to_arrow(with_status(new, errored, is_pruned))
                 storage.write_atomic(dfs, part, lambda f, t=table: pq.write_table(t, f))
                 status, rows = table.column("status")[0].as_py(), table.num_rows
                 samples.copy_into(
@@ -354,6 +366,7 @@ def collect(source: str | Iterable[str], dest: str, progress: Progress | None = 
                 "file": trial.part,
                 "rows": rows,
                 "status": status,
+                "trial_id": str(new["trial_id"].iloc[0]) if len(new) else None,
             }
             out.updated += 1
         entry = manifest[trial.key]
@@ -365,6 +378,24 @@ def collect(source: str | Iterable[str], dest: str, progress: Progress | None = 
             _save_manifest(dfs, droot, manifest)
     _save_manifest(dfs, droot, manifest)
     return out
+
+
+def _pruned_ids(trial: Trial, cache: dict[str, set[str]]) -> set[str]:
+    """The trial ids the engine's ``pruned.json`` beside a Tune trial names (read once per
+    experiment directory; empty when there is none)."""
+    parent = posixpath.dirname(trial.path)
+    if trial.runner != "tune":
+        return set()
+    if parent not in cache:
+        src = f"{parent}/{PRUNED_RECORD}"
+        ids: set[str] = set()
+        if storage.is_file(trial.fs, src):
+            try:
+                ids = set(json.loads(storage.read_bytes(trial.fs, src)).get("trial_ids", []))
+            except (json.JSONDecodeError, AttributeError):
+                ids = set()
+        cache[parent] = ids
+    return cache[parent]
 
 
 def _copy_record(trial: Trial, dfs: pafs.FileSystem, dest: str) -> None:

@@ -20,7 +20,7 @@ from typing import TextIO
 
 import pandas as pd
 
-from analysis import figures, tables
+from analysis import figures, schema, tables
 from analysis.collect import collect, records
 from analysis.load import load
 from analysis.samples import read as read_samples
@@ -59,12 +59,14 @@ def duration(seconds: float) -> str:
 
 def _status_lines(df: pd.DataFrame) -> list[str]:
     final = tables.final_rows(df)
-    lines = ["| sweep | trials | finished | diverged | errored | running | wall time (sum) |"]
-    lines.append("|---|---|---|---|---|---|---|")
+    lines = [
+        "| sweep | trials | finished | diverged | errored | running | pruned | wall time (sum) |"
+    ]
+    lines.append("|---|---|---|---|---|---|---|---|")
     for sweep, g in final.groupby("sweep", sort=True):
         counts = g["status"].value_counts()
         wall = duration(float(g["time_total_s"].fillna(0).sum()))
-        cells = [str(counts.get(s, 0)) for s in ("finished", "diverged", "errored", "running")]
+        cells = [str(counts.get(s, 0)) for s in schema.STATUSES]
         lines.append(f"| {sweep} | {len(g)} | " + " | ".join(cells) + f" | {wall} |")
     return lines
 

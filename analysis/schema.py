@@ -21,7 +21,9 @@ from dataclasses import dataclass
 import pandas as pd
 import pyarrow as pa
 
-STATUSES = ("finished", "diverged", "errored", "running")
+# "pruned": the trial's step size was stopped early by the sweep's early stopping (every seed
+# of it, whatever each had reached; the engine's pruned.json beside the trials says which)
+STATUSES = ("finished", "diverged", "errored", "running", "pruned")
 KEY = ("sweep", "trial_id", "iteration")
 PROTOCOL = ("fid_num_gen", "fid_ref", "fid_mode", "fid_extractor")
 
@@ -61,7 +63,7 @@ COLUMNS: tuple[Column, ...] = (
     _c("steps", INT, "configured number of generator steps"),
     # status and time
     _c("status", S, "the trial's status now: " + ", ".join(STATUSES)),
-    _c("final", B, "True on the trial's last row when the trial finished or diverged"),
+    _c("final", B, "True on the trial's last row when it finished, diverged or was pruned"),
     _c("time_total_s", F, "wall time of the trial up to this report (s, across restores)"),
     _c("timestamp", pa.timestamp("ms", tz="UTC"), "when the report was made"),
     # reported names (DESIGN.md "Results")

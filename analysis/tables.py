@@ -284,6 +284,7 @@ def _step_rows(
                 "diverged": int((g["status"] == "diverged").sum()),
                 "errored": int((g["status"] == "errored").sum()),
                 "running": int((g["status"] == "running").sum()),
+                "pruned": int((g["status"] == "pruned").sum()),
                 "failed_share": failed / settled if settled else np.nan,
                 "protocol": labels[0] if labels else "",
                 **({"values": tuple(got)} if values else {}),
@@ -313,7 +314,8 @@ def step_size_table(
     Columns: the group columns, ``sweep`` and ``steps`` (the split; pooled: ``sweep`` lists the
     sweeps), ``cell``, ``stage`` ("tune" or "confirm"), ``lr_d``, ``lr_g``, ``optimizer``,
     ``mean`` (``math.fsum``), ``std``, ``n`` (seeds with a value), ``seeds`` (trials),
-    ``diverged``, ``errored``, ``running``, ``protocol`` and ``failed_share`` (diverged or
+    ``diverged``, ``errored``, ``running``, ``pruned`` (seeds of a step size the sweep's early
+    stopping stopped: no value), ``protocol`` and ``failed_share`` (diverged or
     errored among the settled seeds). With ``values``, also ``values``: a tuple of the per-seed
     values (the ``n`` seeds with a value, in seed order; failed and running seeds left out).
     """
@@ -357,7 +359,10 @@ RANKING = ["_nan", "_rank0", "_rank1", *STEP_SIZE]
 
 def _best(tune: pd.DataFrame) -> pd.Series | None:
     """The chosen step size among a cell's tune rows: the best score (mean without a penalty,
-    fewer failed seeds first), ties to the smaller lr_d, then the smaller lr_g."""
+    fewer failed seeds first), ties to the smaller lr_d, then the smaller lr_g. A step size the
+    sweep's early stopping pruned (any ``pruned`` seed) is never chosen."""
+    if "pruned" in tune.columns:
+        tune = tune[tune["pruned"] == 0]
     if tune.empty:
         return None
     return tune.sort_values(RANKING, kind="stable", na_position="last").iloc[0]
@@ -451,6 +456,8 @@ def _pick(
                     f"stage's best for {metric} is {_lr(best)}; the table keeps the confirmed one"
                 )
         elif best is None:
+            if len(tune) and (tune["pruned"] > 0).all():
+                notes.append(f"{where}: every step size was pruned (early stopping); none chosen")
             continue
         else:
             row = best
@@ -534,7 +541,9 @@ def main_table(
     Choice (on the tune rows only, whatever ``stage``): a diverged or errored seed has no value;
     with ``penalty`` it counts as that value (``penalised_mean``, column ``score``), without one
     a step size with fewer failed seeds always ranks first; then the best mean in the metric's
-    direction; ties go to the smaller lr_d, then the smaller lr_g (the searcher's rule).
+    direction; ties go to the smaller lr_d, then the smaller lr_g (the searcher's rule). A step
+    size the sweep's early stopping pruned (column ``pruned``: its seeds stopped early, status
+    "pruned") is never chosen.
 
     Stages (column ``stage`` of the rows: "tune", the seeds the step size was searched on, or
     "confirm", fresh seeds re-run at the chosen step size; absent or null is "tune"):

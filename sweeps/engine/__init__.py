@@ -8,11 +8,20 @@ main(sweep)                              # from a script: the command line, then
 from sweeps.engine.cli import main
 from sweeps.engine.driver import run
 from sweeps.engine.smoke import default_smoke, smoke_version
-from sweeps.engine.spec import Cell, Resources, StepSizes, Sweep, SweepError, log_grid
+from sweeps.engine.spec import (
+    Cell,
+    EarlyStopping,
+    Resources,
+    StepSizes,
+    Sweep,
+    SweepError,
+    log_grid,
+)
 from sweeps.engine.tuner import Outcome
 
 __all__ = [
     "Cell",
+    "EarlyStopping",
     "Outcome",
     "Resources",
     "StepSizes",

@@ -3,7 +3,9 @@
 A grid cell declares grid x ratios x seeds trials; a TPE cell ``trials`` step sizes x seeds;
 with confirmation seeds, each cell also its one chosen step size x the confirmation seeds
 (rows of ``stage`` "confirm"; rows without a stage are tuning rows). A trial has ended when it finished, diverged or errored after its retries (``status`` of
-``analysis``); a running or absent one is missing. Checked on the collected rows, so what the
+``analysis``), or was pruned (early stopping: every seed of a step size with a pruned row has
+ended, dispatched or not, since a pruned step size's other seeds never run); a running or
+absent one is missing. Checked on the collected rows, so what the
 table rests on is what is checked.
 """
 
@@ -15,7 +17,7 @@ from typing import Any
 
 from sweeps.engine.spec import Sweep
 
-ENDED = ("finished", "diverged", "errored")
+ENDED = ("finished", "diverged", "errored", "pruned")
 
 
 @dataclass
@@ -59,10 +61,14 @@ def check(sweep: Sweep, final: Any) -> Check:
     for cell in sweep.cells:
         rows = final[final["cell"] == cell.name] if len(final) else final
         got: Counter[tuple[str, str, int]] = Counter()
-        for lr_g, lr_d, seed in zip(
-            rows.get("lr_g", []), rows.get("lr_d", []), rows.get("seed", [])
+        pruned: set[tuple[str, str]] = set()
+        statuses = rows.get("status", [None] * len(rows))
+        for lr_g, lr_d, seed, status in zip(
+            rows.get("lr_g", []), rows.get("lr_d", []), rows.get("seed", []), statuses
         ):
             got[(_num(lr_g), _num(lr_d / lr_g), int(seed))] += 1
+            if status == "pruned":
+                pruned.add((_num(lr_g), _num(lr_d / lr_g)))
         where = f"{cell.name}"
         for (lr, ratio, seed), n in sorted(got.items()):
             if n > 1:
@@ -72,7 +78,7 @@ def check(sweep: Sweep, final: Any) -> Check:
                 for ratio in cell.lrs.ratios:
                     for seed in sweep.seeds:
                         key = (_num(lr), _num(lr * ratio / lr), int(seed))  # as the rows compute it
-                        if got.get(key, 0):
+                        if got.get(key, 0) or key[:2] in pruned:
                             out.ended += 1
                         else:
                             out.missing.append(f"{where} lr={key[0]} ratio={key[1]} seed={seed}")
@@ -80,8 +86,12 @@ def check(sweep: Sweep, final: Any) -> Check:
         by_lr: dict[tuple[str, str], set[int]] = {}
         for lr, ratio, seed in got:
             by_lr.setdefault((lr, ratio), set()).add(seed)
-        out.ended += sum(len(s & set(sweep.seeds)) for s in by_lr.values())
+        out.ended += sum(
+            len(sweep.seeds) if k in pruned else len(s & set(sweep.seeds)) for k, s in by_lr.items()
+        )
         for (lr, ratio), seeds in sorted(by_lr.items()):
+            if (lr, ratio) in pruned:
+                continue
             for seed in sorted(set(sweep.seeds) - seeds):
                 out.missing.append(f"{where} lr={lr} ratio={ratio} seed={seed}")
         untried = cell.lrs.trials - len(by_lr)

@@ -23,6 +23,24 @@ restored: a (cell, step size, seed) that was suggested but that Tune never recor
 suggested again; one that Tune has is never suggested twice. With a bucket storage the studies
 and ledger are pickled into Tune's searcher checkpoint instead, and the same reconciliation
 runs against Tune's experiment state (which Tune writes just before that checkpoint).
+
+Early stopping (``Sweep.early_stopping``, off by default). The unit is a study trial: one step
+size with all its tuning seeds. Each seed reports its objective at the trainer's evaluation
+points (the ``step`` of each row; Tune calls ``on_trial_result`` for each row, and
+``PruningScheduler`` forwards it first). At each point below the trainer's last step, once
+*every* seed of the step size has reported it (the decision waits for all seeds at a rung; a
+seed that diverged or ended before that point counts as the objective's penalty there), the
+study trial is told the penalised mean over seeds there (``optuna.Trial.report``) and the
+study's Optuna pruner (``EarlyStopping.pruner``) decides (``should_prune``). Each seed's
+report is in the ledger ("report") before it is used, and each decision ("decide") before it is
+acted on, so a restart never reports a point twice and never re-decides one; a pruned step
+size is recorded ("prune"), its trial ids written to ``pruned.json`` in the experiment
+directory (what ``analysis.collect`` reads), then told to its study as PRUNED;
+``PruningScheduler`` stops its running seeds at their next report (a seed Tune holds pending,
+at its first) and its seeds not yet dispatched never are. A pruned step size is never chosen;
+the confirmation stage trains the chosen one to the end (it is never pruned). The one window
+left: a driver killed between Optuna's record of a point and the ledger's decision asks the
+pruner again for that point on restart.
 """
 
 from __future__ import annotations
@@ -34,12 +52,14 @@ from collections import deque
 from typing import Any
 
 import optuna
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
 from analysis import storage
+from analysis.collect import PRUNED_RECORD
 from sweeps.engine import ledger, trials
 from sweeps.engine.objectives import OBJECTIVES, score
-from sweeps.engine.spec import Cell, Sweep
+from sweeps.engine.spec import Cell, EarlyStopping, Sweep
 from trainers import experiments
 
 OBJECTIVE = "objective"
@@ -68,12 +88,19 @@ class CellSearcher(Searcher):
         self._snapshot: dict[str, Any] | None = None  # Tune's checkpoint (bucket storage only)
         self._loaded = False
 
+    @property
+    def early_stopping(self) -> EarlyStopping:
+        """The sweep's declaration (read from it, so a ``tuner.pkl`` pickled before early
+        stopping existed, whose sweep lacks the field, restores with the default: none)."""
+        return self.sweep.early_stopping
+
     # -- loading and reconciling ---------------------------------------------------------------
 
     def _load(self) -> None:
         """Rebuild studies, ledger, live trials and the queue; reconcile with Tune's trials."""
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self._next_cell = 0
+        self._steps = {c.name: self._trainer_steps(c) for c in self.sweep.cells}
         if self._local is not None:
             os.makedirs(self._local, exist_ok=True)
             storage: Any = optuna.storages.JournalStorage(
@@ -106,6 +133,7 @@ class CellSearcher(Searcher):
         return optuna.create_study(
             storage=storage,
             sampler=sampler,
+            pruner=self.early_stopping.pruner(self._steps.get(cell.name)),
             direction="minimize",
             study_name=f"{self.sweep.name}/{cell.name}",
             load_if_exists=True,
@@ -117,15 +145,29 @@ class CellSearcher(Searcher):
         self._dispatched: dict[str, Key] = {}
         self._results: dict[Key, tuple[float, bool]] = {}
         self._chosen: dict[str, int] = {}  # cell -> the study trial its confirmation runs
+        # early stopping: each tuning seed's objective by step, each decision, the pruned
+        self._reports: dict[Key, dict[int, float | None]] = {}
+        self._decided: dict[tuple[str, int], dict[int, bool]] = {}
+        self._pruned: dict[tuple[str, int], int] = {}  # (cell, number) -> the step it stopped
         for ev in self.ledger.events:
             if ev["event"] == "choose":
                 self._chosen.setdefault(ev["cell"], int(ev["number"]))
+                continue
+            if ev["event"] == "decide":
+                where = (ev["cell"], int(ev["number"]))
+                self._decided.setdefault(where, {}).setdefault(int(ev["step"]), bool(ev["prune"]))
+                continue
+            if ev["event"] == "prune":
+                self._pruned.setdefault((ev["cell"], int(ev["number"])), int(ev["step"]))
                 continue
             key = (ev["cell"], int(ev["number"]), int(ev["seed"]))
             if ev["event"] == "dispatch":
                 self._dispatched[ev["trial_id"]] = key
             elif ev["event"] == "result":
                 self._results.setdefault(key, (float(ev["value"]), bool(ev["diverged"])))
+            elif ev["event"] == "report":
+                value = None if ev["diverged"] else float(ev["value"])
+                self._reports.setdefault(key, {}).setdefault(int(ev["step"]), value)
         for t in tune.values():  # Tune's state newer than a bucket-stored snapshot
             key = trials.key(t.config)
             if key is not None and t.trial_id not in self._dispatched:
@@ -165,6 +207,12 @@ class CellSearcher(Searcher):
             for frozen in sorted(asked, key=lambda t: t.number):
                 if frozen.state != optuna.trial.TrialState.RUNNING:
                     continue
+                if (cell.name, frozen.number) in self._pruned:  # recorded, not yet told
+                    self._tell_pruned(cell.name, frozen.number)
+                    continue
+                self._advance(cell.name, frozen.number)  # points the ledger has, Optuna lacks
+                if (cell.name, frozen.number) in self._pruned:
+                    continue
                 params = self._params(cell, optuna.Trial(study, frozen._trial_id))
                 for seed in self.sweep.seeds:
                     key = (cell.name, frozen.number, seed)
@@ -176,6 +224,8 @@ class CellSearcher(Searcher):
                 self._tell_if_done(cell.name, frozen.number)  # chooses when it tells the last
             if cell.name not in self._chosen:  # all told before the driver stopped
                 self._choose_if_done(cell)
+        if self._pruned:
+            self._write_pruned()
         if requeued:
             print(
                 f"gansweep: {len(requeued)} trial(s) were suggested, or ended, after Tune's last "
@@ -189,8 +239,8 @@ class CellSearcher(Searcher):
         queues its own)."""
         out = []
         for frozen in self.studies[cell.name].get_trials(deepcopy=False):
-            if frozen.state == optuna.trial.TrialState.RUNNING:
-                continue
+            if frozen.state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.PRUNED):
+                continue  # a pruned step size's seeds never run again
             params = {"lr": float(frozen.params["lr"]), "ratio": float(frozen.params["ratio"])}
             for seed in self.sweep.seeds:
                 key = (cell.name, frozen.number, seed)
@@ -256,7 +306,47 @@ class CellSearcher(Searcher):
         if key[2] in self.confirm:
             _fault("confirm_result", sum(k[2] in self.confirm for k in self._results))
         else:
+            self._advance(key[0], key[1])  # an ended seed counts at the later points
             self._tell_if_done(key[0], key[1])
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        """Early stopping: record a tuning seed's objective at its ``step`` (once per step: a
+        restored trial reports again from its checkpoint) and decide the points every seed of
+        its step size has reached."""
+        if not self.early_stopping.enabled:
+            return
+        if not self._loaded:
+            self._load()
+        key = self._live.get(trial_id) or self._dispatched.get(trial_id)
+        if key is None or key[2] in self.confirm or result.get("step") is None:
+            return
+        step = int(result["step"])
+        seen = self._reports.setdefault(key, {})
+        if step in seen or key in self._results:
+            return
+        value = self.objective.of(result, self.sweep.penalty)
+        diverged = bool(result.get("diverged"))
+        seen[step] = None if diverged else value
+        cell, number, seed = key
+        self.ledger.append(
+            {
+                "event": "report",
+                "cell": cell,
+                "number": number,
+                "seed": seed,
+                "step": step,
+                "value": value,
+                "diverged": diverged,
+            }
+        )
+        self._advance(cell, number)
+
+    def is_pruned(self, trial_id: str) -> bool:
+        """Whether the Tune trial is a tuning seed of a pruned step size (to be stopped)."""
+        if not self._loaded:
+            self._load()
+        key = self._dispatched.get(trial_id)
+        return key is not None and key[2] not in self.confirm and key[:2] in self._pruned
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -293,7 +383,7 @@ class CellSearcher(Searcher):
         """Tell the study the mean over seeds once every seed of trial ``number`` (a running
         study trial) has ended."""
         keys = [(cell_name, number, s) for s in self.sweep.seeds]
-        if not all(k in self._results for k in keys):
+        if not all(k in self._results for k in keys) or (cell_name, number) in self._pruned:
             return
         study = self.studies[cell_name]
         values = [None if self._results[k][1] else self._results[k][0] for k in keys]
@@ -306,6 +396,118 @@ class CellSearcher(Searcher):
         if cell_name not in self._chosen:
             self._choose_if_done(cell)
 
+    # -- early stopping ----------------------------------------------------------------------
+
+    def _trainer_steps(self, cell: Cell) -> int | None:
+        """The trainer's ``steps`` of the cell's trials (the last point is never pruned)."""
+        lr = cell.lrs.grid[0] if cell.lrs.grid else cell.lrs.low
+        config = self.sweep.trial_config(cell, lr, cell.lrs.ratios[0], self.sweep.seeds[0])
+        steps = experiments.resolve_config(config).get("steps")
+        return int(steps) if isinstance(steps, (int, float)) else None
+
+    def _advance(self, cell_name: str, number: int) -> None:
+        """Report to study trial ``number`` each point, in order, that every one of its seeds
+        has reached (a seed that ended before a point counts as the penalty there) and that
+        the study lacks, and let the pruner decide each; stop at the first point a seed has not
+        reached yet, or at a prune."""
+        if not self.early_stopping.enabled or (cell_name, number) in self._pruned:
+            return
+        frozen = self.studies[cell_name].get_trials(deepcopy=False)[number]
+        if frozen.state != optuna.trial.TrialState.RUNNING:
+            return
+        decided = self._decided.setdefault((cell_name, number), {})
+        for step in sorted(frozen.intermediate_values):  # told Optuna, decision not recorded
+            if step not in decided:  # (a driver killed in between): ask the pruner again
+                self._decide(cell_name, number, step, None)
+                if (cell_name, number) in self._pruned:
+                    return
+        keys = [(cell_name, number, s) for s in self.sweep.seeds]
+        last = self._steps.get(cell_name)
+        # the points: where a seed reported a value (a diverged row only ends its seed)
+        points = sorted(
+            {p for k in keys for p, v in self._reports.get(k, {}).items() if v is not None}
+        )
+        for step in points:
+            if step in decided or (last is not None and step >= last):
+                continue
+            values: list[float | None] = []
+            for k in keys:
+                seen = self._reports.get(k, {})
+                if step in seen:
+                    values.append(seen[step])
+                elif max(seen, default=-1) > step:
+                    break  # a seed went past it without reporting it: not a common point
+                elif k in self._results:
+                    values.append(None)  # ended before this point: the penalty
+                else:
+                    return  # the decision waits for every seed at this point
+            if len(values) < len(keys):
+                continue
+            mean = score(values, self.sweep.metric, self.sweep.penalty)
+            self._decide(cell_name, number, step, mean)
+            if (cell_name, number) in self._pruned:
+                return
+
+    def _decide(self, cell_name: str, number: int, step: int, mean: float | None) -> None:
+        """Report ``mean`` at ``step`` (None: already reported) and record the pruner's answer
+        (a prune: recorded, written, told)."""
+        study = self.studies[cell_name]
+        frozen = study.get_trials(deepcopy=False)[number]
+        trial = optuna.Trial(study, frozen._trial_id)
+        if mean is not None:
+            trial.report(mean, step)
+        prune = bool(trial.should_prune())
+        self._decided.setdefault((cell_name, number), {})[step] = prune
+        self.ledger.append(
+            {
+                "event": "decide",
+                "cell": cell_name,
+                "number": number,
+                "step": step,
+                "value": mean if mean is not None else frozen.intermediate_values.get(step),
+                "prune": prune,
+            }
+        )
+        if prune:
+            self._pruned[(cell_name, number)] = step
+            self.ledger.append(
+                {"event": "prune", "cell": cell_name, "number": number, "step": step}
+            )
+            self._write_pruned()
+            _fault("prune", len(self._pruned))  # recorded, not yet told nor stopped
+            self._tell_pruned(cell_name, number)
+
+    def _tell_pruned(self, cell_name: str, number: int) -> None:
+        """Tell the study its trial ``number`` was pruned; drop its seeds not yet dispatched."""
+        try:
+            self.studies[cell_name].tell(number, state=optuna.trial.TrialState.PRUNED)
+        except RuntimeError as e:  # GridSampler's study.stop(), as in _tell_if_done
+            if "Study.stop" not in str(e):
+                raise
+        self._queue = deque(item for item in self._queue if item[0][:2] != (cell_name, number))
+        if cell_name not in self._chosen:
+            self._choose_if_done(next(c for c in self.sweep.cells if c.name == cell_name))
+
+    def pruned_trials(self) -> list[str]:
+        """The Tune trial ids of the tuning seeds of pruned step sizes."""
+        return sorted(
+            trial_id
+            for trial_id, key in self._dispatched.items()
+            if key[2] not in self.confirm and key[:2] in self._pruned
+        )
+
+    def _write_pruned(self) -> None:
+        """``pruned.json`` beside the trials: their ids and where each step size stopped."""
+        import json
+
+        data = {
+            "trial_ids": self.pruned_trials(),
+            "step_sizes": [
+                {"cell": c, "number": n, "step": s} for (c, n), s in sorted(self._pruned.items())
+            ],
+        }
+        storage.write_text(self.experiment, PRUNED_RECORD, json.dumps(data, indent=1) + "\n")
+
     # -- confirmation ------------------------------------------------------------------------
 
     def _choose_if_done(self, cell: Cell) -> None:
@@ -314,11 +516,13 @@ class CellSearcher(Searcher):
         if not self.confirm or self._asked[cell.name] < cell.lrs.size():
             return
         told = self.studies[cell.name].get_trials(deepcopy=False)
-        if len(told) < cell.lrs.size() or any(
-            t.state != optuna.trial.TrialState.COMPLETE for t in told
-        ):
+        ended = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        if len(told) < cell.lrs.size() or any(t.state not in ended for t in told):
             return
-        best = min(told, key=lambda t: (t.value, *_step_size(t.params)))
+        complete = [t for t in told if t.state == optuna.trial.TrialState.COMPLETE]
+        if not complete:  # every step size pruned (a median pruner can): nothing to confirm
+            return
+        best = min(complete, key=lambda t: (t.value, *_step_size(t.params)))
         self._record_choice(cell.name, best.number)
         self._queue_confirmation(cell, set())
 
@@ -379,7 +583,14 @@ class CellSearcher(Searcher):
     def __getstate__(self) -> dict[str, Any]:
         """Pickled into ``tuner.pkl`` and Tune's checkpoints: the declaration, never the live
         state (rebuilt from the durable files, or from the snapshot on a bucket)."""
-        keep = ("sweep", "confirm", "experiment", "max_concurrent", "objective", "_local")
+        keep = (
+            "sweep",
+            "confirm",
+            "experiment",
+            "max_concurrent",
+            "objective",
+            "_local",
+        )
         state = {k: self.__dict__[k] for k in keep}
         state.update(_metric=self._metric, _mode=self._mode, _snapshot=None, _loaded=False)
         return state
@@ -415,10 +626,32 @@ def _fault(point: str, count: int) -> None:
     at the very first suggestion (Tune has written no experiment state yet); ``suggest``:
     right after the first suggestion made once Tune has an experiment state (the suggestion is
     in the ledger, Tune has not recorded its trial); ``searcher_save``: right after Tune's
-    checkpoint of the searcher; ``collect:N``: in the end-of-sweep collection (driver.py)."""
+    checkpoint of the searcher; ``collect:N``: in the end-of-sweep collection (driver.py);
+    ``prune:N``: right after the N-th pruned step size is in the ledger and ``pruned.json``,
+    before its study is told and its seeds stopped."""
     name, _, n = os.environ.get(FAULT_ENV, "").partition(":")
     if name == point and (not n or int(n) == count):
         import signal
 
         sys.stderr.flush()
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+class PruningScheduler(FIFOScheduler):
+    """Tune's FIFO scheduler that stops the seeds of step sizes the searcher pruned.
+
+    It holds the ``CellSearcher`` itself (both live in the driver, and ``tuner.pkl`` pickles
+    them together, so a restored Tuner restores the link). Each result goes to the searcher
+    first (Tune calls the scheduler before the searcher, and the searcher records a step only
+    once), so the report that prunes a step size also stops the seed that made it; its other
+    running seeds stop at their next report."""
+
+    def __init__(self, searcher: CellSearcher) -> None:
+        super().__init__()
+        self.searcher = searcher
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+        self.searcher.on_trial_result(trial.trial_id, result)
+        if self.searcher.is_pruned(trial.trial_id):
+            return TrialScheduler.STOP
+        return TrialScheduler.CONTINUE

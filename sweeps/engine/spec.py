@@ -11,6 +11,7 @@ before anything starts, raising ``SweepError`` with the bad value and what is al
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Sequence
@@ -121,6 +122,85 @@ class Resources:
             raise SweepError(f"resources: gpu={self.gpu!r}: a share above 1 must be whole GPUs")
 
 
+EARLY_STOPPING = ("none", "halving", "hyperband", "median")
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Stopping a step size early (all its seeds at once), decided by Optuna's pruners.
+
+    ``kind``: "none" (the paper's protocol: every step size trains to the end), "halving"
+    (``optuna.pruners.SuccessiveHalvingPruner``: with a grid, successive halving over the
+    grid), "hyperband" (``HyperbandPruner``) or "median" (``MedianPruner``). The resource is the
+    trainer's ``step`` (generator steps) at which the seeds report; rungs are evaluation points.
+
+    - halving / hyperband: ``min_resource`` (the first rung, in steps), ``reduction_factor``
+      (keep the best 1/reduction_factor at each rung); hyperband also ``max_resource`` (steps;
+      0: the sweep's ``steps`` where it fixes them, else Optuna's "auto").
+    - median: ``startup_trials`` (step sizes that are never pruned, the first ones),
+      ``warmup_steps`` (no pruning before this step) and ``interval_steps``.
+    """
+
+    kind: str = "none"
+    min_resource: int = 1
+    reduction_factor: int = 3
+    max_resource: int = 0
+    startup_trials: int = 1
+    warmup_steps: int = 0
+    interval_steps: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.kind != "none"
+
+    def check(self) -> None:
+        if self.kind not in EARLY_STOPPING:
+            raise SweepError(
+                f"early_stopping kind {self.kind!r} is unknown; allowed: "
+                + ", ".join(EARLY_STOPPING)
+            )
+        lows = {
+            "min_resource": 1,
+            "reduction_factor": 2,
+            "max_resource": 0,
+            "startup_trials": 0,
+            "warmup_steps": 0,
+            "interval_steps": 1,
+        }
+        for name, low in lows.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise SweepError(f"early_stopping {name}={value!r}: must be an integer >= {low}")
+        if self.kind == "hyperband" and self.max_resource and self.max_resource < self.min_resource:
+            raise SweepError(
+                f"early_stopping max_resource={self.max_resource} must be >= min_resource="
+                f"{self.min_resource} (or 0 for the sweep's steps)"
+            )
+
+    def pruner(self, steps: int | None) -> Any:
+        """The Optuna pruner of this declaration (``steps``: the trainer's steps, if fixed)."""
+        import optuna
+
+        if self.kind == "halving":
+            return optuna.pruners.SuccessiveHalvingPruner(
+                min_resource=self.min_resource, reduction_factor=self.reduction_factor
+            )
+        if self.kind == "hyperband":
+            top = self.max_resource or steps or "auto"
+            return optuna.pruners.HyperbandPruner(
+                min_resource=self.min_resource,
+                max_resource=top,
+                reduction_factor=self.reduction_factor,
+            )
+        if self.kind == "median":
+            return optuna.pruners.MedianPruner(
+                n_startup_trials=self.startup_trials,
+                n_warmup_steps=self.warmup_steps,
+                interval_steps=self.interval_steps,
+            )
+        return optuna.pruners.NopPruner()
+
+
 @dataclass(frozen=True)
 class Sweep:
     """A whole study: one Tune experiment, one Optuna study per cell, every config x seeds."""
@@ -138,6 +218,8 @@ class Sweep:
     # fresh seeds for each cell's chosen step size: a count (the integers after the largest
     # tuning seed) or an explicit list, disjoint from ``seeds``; 0 or () for no confirmation
     confirm_seeds: int | Sequence[int] = ()
+    # stop a step size (all its seeds) early: EarlyStopping(kind="halving", ...); default none
+    early_stopping: EarlyStopping = EarlyStopping()
 
     def confirmation_seeds(self) -> list[int]:
         """The confirmation seeds as a list: ``confirm_seeds`` itself, or for a count n the n
@@ -169,6 +251,12 @@ class Sweep:
         ):
             raise SweepError(f"seeds {list(self.seeds)!r} must be distinct integers >= 0")
         self._check_confirm_seeds()
+        if not isinstance(self.early_stopping, EarlyStopping):
+            raise SweepError(
+                f"early_stopping {self.early_stopping!r}: give an EarlyStopping(kind=...); "
+                "kinds allowed: " + ", ".join(EARLY_STOPPING)
+            )
+        self.early_stopping.check()
         names = [c.name for c in self.cells]
         if len(set(names)) != len(names):
             raise SweepError(f"cell names must be distinct (set label=...): {names}")
@@ -245,14 +333,14 @@ RECORDED = (
     "fixed",
     "penalty",
     "sampler_seed",
+    "early_stopping",
 )
 # what a record written before a key existed means by its absence
-ABSENT = {"confirm_seeds": []}
+ABSENT = {"confirm_seeds": [], "early_stopping": dataclasses.asdict(EarlyStopping())}
 
 
 def record(sweep: Sweep) -> dict[str, Any]:
     """The declaration as plain JSON data (``sweep.json`` in the experiment directory)."""
-    import dataclasses
     import json
 
     data = dataclasses.asdict(sweep)

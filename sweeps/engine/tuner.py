@@ -57,7 +57,7 @@ def new_tuner(sweep: Sweep, root: str, fn: Any, max_concurrent: int | None) -> A
     """A fresh Tuner for the sweep under ``root``; records the declaration (``sweep.json``)."""
     from ray import tune
 
-    from sweeps.engine.searcher import OBJECTIVE, CellSearcher
+    from sweeps.engine.searcher import OBJECTIVE, CellSearcher, PruningScheduler
 
     path = storage.join(root, sweep.name)
     storage.write_text(path, SWEEP_RECORD, json.dumps(record(sweep), indent=1) + "\n")
@@ -68,12 +68,16 @@ def new_tuner(sweep: Sweep, root: str, fn: Any, max_concurrent: int | None) -> A
         metric_columns=["step", OBJECTIVE, "diverged"],
         max_report_frequency=30,
     )
+    searcher = CellSearcher(sweep, path, max_concurrent=max_concurrent)
+    # early stopping: the scheduler stops the seeds of the step sizes the searcher prunes
+    scheduler = PruningScheduler(searcher) if sweep.early_stopping.enabled else None
     return tune.Tuner(
         fn,
         tune_config=tune.TuneConfig(
             # the searcher limits concurrency itself: Tune's ConcurrencyLimiter keeps trial ids
             # in its checkpoint, and one lost by a killed driver holds its slot
-            search_alg=CellSearcher(sweep, path, max_concurrent=max_concurrent),
+            search_alg=searcher,
+            scheduler=scheduler,
             num_samples=-1,
             reuse_actors=True,  # a new process per trial would import torch again (seconds)
             trial_name_creator=_trial_name,
