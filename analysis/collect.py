@@ -234,7 +234,7 @@ def read_trial(trial: Trial) -> pd.DataFrame:
     return frame
 
 
-def _is_final(row: pd.Series) -> bool:
+def is_final_report(row: pd.Series | dict[str, Any]) -> bool:
     """The loop's last report: diverged, stopped early by the experiment, or all steps done."""
     diverged = row.get("diverged")
     if isinstance(diverged, (bool, np.bool_)) and diverged:
@@ -254,7 +254,7 @@ def with_status(frame: pd.DataFrame, errored: bool, pruned: bool = False) -> pd.
     the engine's ``pruned.json`` names is "pruned" (its last row final)."""
     frame = frame.sort_values("iteration", kind="stable").reset_index(drop=True)
     final = pd.Series(False, index=frame.index)
-    if len(frame) and (pruned or _is_final(frame.iloc[-1])):
+    if len(frame) and (pruned or is_final_report(frame.iloc[-1])):
         final.iloc[-1] = True
     if pruned:
         status = "pruned"

@@ -40,3 +40,24 @@ def test_a_sweep_whose_only_state_is_cut_short_has_no_state(tmp_path):
     assert not ledger.has_state(str(tmp_path))  # the driver starts it afresh, set aside
     (tmp_path / "experiment_state-2026-12-01_09-00-00.json").write_text(WHOLE)
     assert ledger.has_state(str(tmp_path))
+
+
+def test_a_trial_has_its_final_rows_only_when_its_last_report_is_final(tmp_path):
+    trial = tmp_path / "adam_c5_0a1b2c3d"
+    trial.mkdir()
+    assert not ledger.has_final_rows(str(tmp_path), "0a1b2c3d")  # no result.json: rows lost
+    rows = [{"step": 100, "steps": 300}, {"step": 200, "steps": 300}]
+    (trial / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert not ledger.has_final_rows(str(tmp_path), "0a1b2c3d")  # cut before its end
+    with open(trial / "result.json", "a") as f:
+        f.write(json.dumps({"step": 300, "steps": 300}) + "\n" + '{"step": 3')  # + a torn line
+    assert ledger.has_final_rows(str(tmp_path), "0a1b2c3d")
+    assert not ledger.has_final_rows(str(tmp_path), "ffffffff")  # another trial
+
+
+def test_a_searcher_state_whose_only_file_is_cut_short_is_set_aside(tmp_path):
+    (tmp_path / "experiment_state-2026-12-01_10-00-00.json").write_text(WHOLE)
+    (tmp_path / "search_gen_state-2026-12-01_10-00-00.json").write_bytes(b"")
+    aside = ledger.set_aside_torn_states(str(tmp_path))
+    assert [p.rsplit("/", 1)[1] for p in aside] == ["search_gen_state-2026-12-01_10-00-00.json"]
+    assert ledger.has_state(str(tmp_path))  # Tune restores its trials without it

@@ -121,20 +121,49 @@ def set_aside_torn_states(experiment: str) -> list[str]:
     while Tune wrote its experiment state, or uploaded it, leaves files empty or cut short), so
     that ``Tuner.restore``, which reads only the newest of each, restores from the newest whole
     one: for the experiment state, the one ``tune_trials`` reads, so the searcher and Tune agree
-    on which trials exist. The oldest file of a kind is never renamed. Returns the paths set
+    on which trials exist. The oldest experiment state is never renamed. Returns the paths set
     aside."""
     fs, root = storage.filesystem(experiment)
     names = [i.base_name for i in storage.listing(fs, root) if i.type == pyarrow.fs.FileType.File]
     aside = []
     for glob in (STATE_GLOB, *SEARCH_STATE_GLOBS):
         found = sorted(fnmatch.filter(names, glob), reverse=True)
-        for name in found[:-1]:
+        # the only experiment state, torn, means no state (``has_state``); a searcher state
+        # may all go: Tune then restores without it and the searcher rebuilds from the ledger
+        for name in found[:-1] if glob == STATE_GLOB else found:
             path = f"{root}/{name}"
             if _whole(fs, path, name):
                 break
             fs.move(path, path + TORN)
             aside.append(path)
     return aside
+
+
+def has_final_rows(experiment: str, trial_id: str) -> bool:
+    """Whether the trial's ``result.json`` on storage ends with its final report (diverged,
+    stopped by the experiment, or every step done). A trial that ended after Tune's last
+    experiment state may have lost its rows with the driver (they are synced from the driver),
+    or may not: only this tells which. Read on a restore, for such trials only."""
+    from analysis.collect import is_final_report
+
+    fs, root = storage.filesystem(experiment)
+    for info in storage.listing(fs, root):
+        if info.type != pyarrow.fs.FileType.Directory or not info.base_name.endswith(
+            f"_{trial_id}"
+        ):
+            continue
+        path = f"{info.path}/result.json"
+        if not storage.is_file(fs, path):
+            continue
+        rows = []
+        for line in storage.read_bytes(fs, path).decode().split("\n"):
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut short by the kill, or an empty one
+        if rows and isinstance(rows[-1], dict) and is_final_report(rows[-1]):
+            return True
+    return False
 
 
 def tune_trials(experiment: str, attempts: int = 5, wait_s: float = 0.2) -> dict[str, TuneTrial]:

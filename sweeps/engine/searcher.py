@@ -179,13 +179,22 @@ class CellSearcher(Searcher):
             if key and key not in self._results and t.status == "TERMINATED" and t.last_result:
                 self._record_result(key, t.last_result, error=False)  # ended, result unseen
         # a trial that ended after Tune's last experiment state is unknown to the restored Tune:
-        # its result is in the ledger, but its rows (result.json, written by the driver) were
-        # lost with the driver, so it runs again; its recorded result stands (same seed, same
-        # value) and the study is not told twice
+        # its result is in the ledger; if its rows (result.json, synced from the driver) did
+        # not reach storage, they were lost with the driver and it runs again; its recorded
+        # result stands (same seed, same value) and the study is not told twice
         known = {k for trial_id, k in self._dispatched.items() if trial_id in tune}
         self._lost = set()
         if restored:
-            self._lost = {k for k in self._dispatched.values() if k in self._results} - known
+            unknown = {k for k in self._dispatched.values() if k in self._results} - known
+            self._lost = {
+                k
+                for k in unknown
+                if not any(
+                    ledger.has_final_rows(self.experiment, trial_id)
+                    for trial_id, kk in self._dispatched.items()
+                    if kk == k
+                )
+            }
         self._live: dict[str, Key] = {}
         live_keys = set()
         for trial_id, key in self._dispatched.items():
