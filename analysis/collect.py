@@ -1,11 +1,12 @@
 """Tune experiment directories (or plain-process runs) -> one parquet dataset, incrementally.
 
-The dataset is a directory holding one ``part-<hash>.parquet`` file per trial and a
-``_manifest.json`` recording what each trial's source files looked like when collected. A
-trial whose files have not changed is skipped; a changed one is re-read and merged with the rows
-already collected (key ``(sweep, trial_id, iteration)``, the newer row wins), so collecting again,
-also while a sweep runs, adds rows and never duplicates or drops one. Every file is written to a
-temporary name and moved into place, so a reader never sees a partial file.
+The dataset is a directory of a few parquet files and a ``_manifest.json`` recording what each
+trial's source files looked like when collected and which file holds its rows
+(``analysis.dataset``). A trial whose files have not changed is skipped; a changed one is re-read
+and merged with the rows already collected (key ``(sweep, trial_id, iteration)``, the newer row
+wins), so collecting again, also while a sweep runs, adds rows and never duplicates or drops one.
+New files are written under new names and the manifest is replaced last, so a reader sees the
+dataset before a collect or after it, never partly.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from analysis import samples, schema, storage
+from analysis import dataset, samples, schema, storage
 
 TUNE_RESULT, TUNE_PARAMS = "result.json", "params.json"
 PLAIN_RESULT, PLAIN_TRIAL = "results.jsonl", "trial.json"
 ERROR_FILES = ("error.txt", "error.pkl")
-MANIFEST = "_manifest.json"
+MANIFEST = dataset.MANIFEST
+COMMIT_TRIALS = 1000  # changed trials committed together
 SWEEP_RECORD = "sweep.json"  # the engine's record of a sweep, beside its trials
 # the engine's list of trials whose step size was stopped early (early stopping), beside them
 PRUNED_RECORD = "pruned.json"
@@ -185,6 +187,15 @@ def _config_columns(config: dict[str, Any]) -> dict[str, Any]:
 
 def read_trial(trial: Trial) -> pd.DataFrame:
     """The rows of one trial, as reported, with its config and identity columns."""
+    rows, ident = trial_rows(trial)
+    if not rows:
+        return pd.DataFrame([ident]).iloc[:0]
+    return pd.DataFrame(rows)
+
+
+def trial_rows(trial: Trial) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """``read_trial`` as plain dicts: the rows (with the identity columns), and the identity
+    columns (sweep, trial_id, trial_dir, runner, config) alone."""
     fs, p = trial.fs, trial.path
     if trial.runner == "tune":
         config = {}
@@ -230,8 +241,7 @@ def read_trial(trial: Trial) -> pd.DataFrame:
         "runner": trial.runner,
         **_config_columns(config),
     }
-    frame = pd.DataFrame([{**r, **ident} for r in rows]) if rows else pd.DataFrame([ident]).iloc[:0]
-    return frame
+    return [{**r, **ident} for r in rows], ident
 
 
 def is_final_report(row: pd.Series | dict[str, Any]) -> bool:
@@ -264,6 +274,24 @@ def with_status(frame: pd.DataFrame, errored: bool, pruned: bool = False) -> pd.
     else:
         status = "errored" if errored else "running"
     return frame.assign(final=final, status=status)
+
+
+def _status(rows: list[dict[str, Any]], errored: bool, pruned: bool) -> str:
+    """``with_status`` on a trial's rows sorted by iteration, as dicts: sets ``final`` and
+    ``status`` in place and returns the status."""
+    final = bool(rows) and (pruned or is_final_report(rows[-1]))
+    if pruned:
+        status = "pruned"
+    elif final:
+        diverged = any(not _missing(r.get("diverged")) and bool(r["diverged"]) for r in rows)
+        status = "diverged" if diverged else "finished"
+    else:
+        status = "errored" if errored else "running"
+    for r in rows:
+        r["final"], r["status"] = False, status
+    if final:
+        rows[-1]["final"] = True
+    return status
 
 
 def _to_float(v: Any) -> float | None:
@@ -307,77 +335,124 @@ def _missing(v: Any) -> bool:
     return v is None or v is pd.NaT or v is pd.NA or (isinstance(v, float) and math.isnan(v))
 
 
-def _read_manifest(fs: pafs.FileSystem, dest: str) -> dict[str, Any]:
-    path = f"{dest}/{MANIFEST}"
-    if not storage.is_file(fs, path):
-        return {}
-    return json.loads(_read_text(fs, path)).get("trials", {})
-
-
 def _sources(source: str | Iterable[str]) -> list[str]:
     if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
         return [str(source)]
     return [str(s) for s in source]
 
 
+def _changed(trial: Trial, entry: dict[str, Any] | None, pruned: set[str]) -> bool:
+    return (
+        entry is None
+        or entry["signature"] != trial.signature()
+        or (entry.get("trial_id") in pruned and entry["status"] != "pruned")
+    )
+
+
 def collect(source: str | Iterable[str], dest: str, progress: Progress | None = None) -> Collected:
     """Collect every trial under ``source`` (path(s) or URI(s)) into the parquet dataset ``dest``.
 
     Idempotent and incremental: unchanged trials are skipped, changed ones merged by
-    ``(sweep, trial_id, iteration)``. ``progress(done, total, trial)`` is called per trial.
+    ``(sweep, trial_id, iteration)``; the cost is the listing of the trial directories plus
+    work in proportion to the trials that changed (``analysis.dataset`` keeps the rows in a
+    few files). ``progress(done, total, trial)`` is called per trial. Changed trials are
+    committed ``COMMIT_TRIALS`` at a time, so a long first collect that is killed keeps what
+    it committed.
     """
-    from analysis.load import read_part
-
     dfs, droot = storage.filesystem(dest)
     dfs.create_dir(droot, recursive=True)
-    manifest = _read_manifest(dfs, droot)
+    manifest = dataset.read_manifest(dfs, droot) or dataset.Manifest()
     trials = [t for s in _sources(source) for t in find_trials(s)]
     out = Collected(dest=str(dest), trials=len(trials))
     pruned_in: dict[str, set[str]] = {}
+    pending: list[tuple[Trial, set[str]]] = []
+    copied: set[str] = set()
     for n, trial in enumerate(trials, start=1):
-        entry = manifest.get(trial.key)
-        part = f"{droot}/{trial.part}"
         pruned = _pruned_ids(trial, pruned_in)
-        if (
-            entry is None
-            or entry["signature"] != trial.signature()
-            or (entry.get("trial_id") in pruned and entry["status"] != "pruned")
-        ):
-            new = read_trial(trial)
-            if storage.is_file(dfs, part):
-                old = read_part(dfs, part)
-                new = pd.concat([old, new], ignore_index=True) if len(new) else old
-            # a Tune restore re-reports the rows after the checkpoint it resumed from, with the
-            # same training_iteration: within one file as across collects, the newer row wins
-            new = new.drop_duplicates("iteration", keep="last")
-            errored = any(e in trial.files for e in ERROR_FILES)
-            is_pruned = len(new) > 0 and str(new["trial_id"].iloc[0]) in pruned
-            status, rows = ("errored" if errored else "running"), 0
-            if len(new):  # a trial without a report yet has no part file
-                table = to_arrow(with_status(new, errored, is_pruned))
-                storage.write_atomic(dfs, part, lambda f, t=table: pq.write_table(t, f))
-                status, rows = table.column("status")[0].as_py(), table.num_rows
-                samples.copy_into(
-                    trial.fs, trial.path, dfs, droot, samples.stored_name(trial.sweep, trial.path)
-                )
-                _copy_record(trial, dfs, droot)
-            manifest[trial.key] = {
-                "signature": trial.signature(),
-                "file": trial.part,
-                "rows": rows,
-                "status": status,
-                "trial_id": str(new["trial_id"].iloc[0]) if len(new) else None,
-            }
-            out.updated += 1
-        entry = manifest[trial.key]
-        out.rows += entry["rows"]
-        out.statuses[entry["status"]] = out.statuses.get(entry["status"], 0) + 1
+        if _changed(trial, manifest.trials.get(trial.key), pruned):
+            pending.append((trial, pruned))
+            if len(pending) >= COMMIT_TRIALS:
+                _update(pending, manifest, dfs, droot, copied)
+                out.updated += len(pending)
+                pending = []
         if progress is not None:
             progress(n, len(trials), trial.key)
-        if out.updated and (out.updated % 50 == 0):
-            _save_manifest(dfs, droot, manifest)
-    _save_manifest(dfs, droot, manifest)
+    if pending:
+        _update(pending, manifest, dfs, droot, copied)
+        out.updated += len(pending)
+    if out.updated:
+        dataset.remove_orphans(dfs, droot, manifest)
+    for trial in trials:
+        entry = manifest.trials[trial.key]
+        out.rows += entry["rows"]
+        out.statuses[entry["status"]] = out.statuses.get(entry["status"], 0) + 1
     return out
+
+
+def _identity(key: str, entry: dict[str, Any]) -> str | None:
+    """The identity of a collected trial's rows (``dataset.identity``), None without rows."""
+    if not entry.get("file") or entry.get("trial_id") is None:
+        return None
+    return dataset.identity(key.split("/", 1)[0], entry["trial_id"])
+
+
+def _update(
+    pending: list[tuple[Trial, set[str]]],
+    manifest: dataset.Manifest,
+    dfs: pafs.FileSystem,
+    droot: str,
+    copied: set[str],
+) -> None:
+    """Read the ``pending`` trials, merge each with its rows already collected, and commit them
+    (with the other rows of the files they were in) as one change of the dataset."""
+    leaving: dict[str, set[str]] = {}  # file -> identities of the trials leaving it
+    legacy: dict[str, str] = {}  # trial key -> its part of the old layout, not in the manifest
+    for trial, _ in pending:
+        entry = manifest.trials.get(trial.key)
+        ident = _identity(trial.key, entry) if entry else None
+        if ident is not None and entry["file"] in manifest.files:
+            leaving.setdefault(entry["file"], set()).add(ident)
+        elif entry is None and storage.is_file(dfs, f"{droot}/{trial.part}"):
+            legacy[trial.key] = trial.part
+    old, units, replaced = dataset.take(dfs, droot, manifest, leaving)
+    old_rows: dict[str, list[dict[str, Any]]] = {}  # identity or legacy trial key -> rows
+    for row in old.to_pylist() if old is not None else []:
+        old_rows.setdefault(dataset.identity(row["sweep"], row["trial_id"]), []).append(row)
+    for key, name in legacy.items():
+        old_rows[key] = pq.read_table(f"{droot}/{name}", filesystem=dfs).to_pylist()
+    out: dict[bool, tuple[list[dict[str, Any]], list[str]]] = {False: ([], []), True: ([], [])}
+    for trial, pruned in pending:
+        entry = manifest.trials.get(trial.key)
+        ident = _identity(trial.key, entry) if entry else None
+        rows, _ = trial_rows(trial)
+        before = old_rows.get(ident) if ident is not None else old_rows.get(trial.key)
+        if before:
+            # a Tune restore re-reports the rows after the checkpoint it resumed from, with the
+            # same training_iteration: within one file as across collects, the newer row wins
+            rows = before + rows
+        rows = sorted({int(r["iteration"]): r for r in rows}.values(), key=lambda r: r["iteration"])
+        errored = any(e in trial.files for e in ERROR_FILES)
+        is_pruned = bool(rows) and str(rows[0]["trial_id"]) in pruned
+        status = _status(rows, errored, is_pruned)
+        if rows:  # a trial without a report yet has no rows
+            hot = status == "running"
+            out[hot][0].extend(rows)
+            out[hot][1].append(trial.key)
+            samples.copy_into(
+                trial.fs, trial.path, dfs, droot, samples.stored_name(trial.sweep, trial.path)
+            )
+            _copy_record(trial, dfs, droot, copied)
+        manifest.trials[trial.key] = {
+            "signature": trial.signature(),
+            "file": None,
+            "rows": len(rows),
+            "status": status,
+            "trial_id": str(rows[0]["trial_id"]) if rows else None,
+        }
+    for hot, (rows, keys) in out.items():
+        if rows:  # one conversion for all the trials: to_arrow's cost is per column
+            units.append(dataset.Unit(to_arrow(pd.DataFrame(rows)), keys, hot=hot))
+    dataset.commit(dfs, droot, manifest, units, replaced | set(legacy.values()))
 
 
 def _pruned_ids(trial: Trial, cache: dict[str, set[str]]) -> set[str]:
@@ -398,12 +473,14 @@ def _pruned_ids(trial: Trial, cache: dict[str, set[str]]) -> set[str]:
     return cache[parent]
 
 
-def _copy_record(trial: Trial, dfs: pafs.FileSystem, dest: str) -> None:
+def _copy_record(trial: Trial, dfs: pafs.FileSystem, dest: str, copied: set[str]) -> None:
     """Copy the sweep's declaration (``sweep.json`` beside a Tune trial, written by the engine)
-    to ``dest/sweeps/<sweep>.json``, for the report's per-sweep objective."""
+    to ``dest/sweeps/<sweep>.json``, for the report's per-sweep objective (once per collect and
+    experiment directory: ``copied`` holds those done)."""
     src = f"{posixpath.dirname(trial.path)}/{SWEEP_RECORD}"
-    if trial.runner != "tune" or not storage.is_file(trial.fs, src):
+    if trial.runner != "tune" or src in copied or not storage.is_file(trial.fs, src):
         return
+    copied.add(src)
     data = storage.read_bytes(trial.fs, src)
     dfs.create_dir(f"{dest}/{RECORDS}", recursive=True)
     storage.write_atomic(dfs, f"{dest}/{RECORDS}/{trial.sweep}.json", lambda f: f.write(data))
@@ -417,8 +494,3 @@ def records(dataset: str) -> dict[str, dict[str, Any]]:
         if info.base_name.endswith(".json"):
             out[info.base_name[: -len(".json")]] = json.loads(storage.read_bytes(fs, info.path))
     return out
-
-
-def _save_manifest(fs: pafs.FileSystem, dest: str, manifest: dict[str, Any]) -> None:
-    data = json.dumps({"version": 1, "trials": manifest}, indent=1, sort_keys=True).encode()
-    storage.write_atomic(fs, f"{dest}/{MANIFEST}", lambda f: f.write(data))

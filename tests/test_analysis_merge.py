@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import analysis
+from analysis.collect import find_trials, read_trial, to_arrow, with_status
 
 FIXTURE = Path(__file__).parent / "fixtures" / "analysis" / "tune_output" / "wgangp"
 TRIALS = ("adam_s0_55068909", "adam_s1_ab782a6c", "nsgda_s0_20122076", "nsgda_s1_5ecbd456")
@@ -49,6 +50,10 @@ def two(tmp_path):
 def test_config_keys_of_different_types_collect_and_load(two):
     tmp, wgangp, style = two
     dest = str(tmp / "results")
+    # a key without a value is written as null, so that later files merge with it
+    analysis.collect(str(wgangp), dest)
+    types = {pq.read_schema(p).field("config/resolution").type for p in Path(dest).glob("part-*")}
+    assert types == {pa.null()}
     analysis.collect([str(wgangp), str(style)], dest)
     df = analysis.load(dest)
     assert df.groupby("sweep")["trial_id"].nunique().to_dict() == {
@@ -60,27 +65,27 @@ def test_config_keys_of_different_types_collect_and_load(two):
     assert (
         list(res["stylegan2_smoke"]) == [64.0] and res["wgangp_smoke"][0] != res["wgangp_smoke"][0]
     )
-    # a key without a value is written as null, so the parts themselves merge
-    types = {pq.read_schema(p).field("config/resolution").type for p in Path(dest).glob("part-*")}
-    assert types == {pa.null(), pa.float64()}
     sched = df.groupby("sweep")["config/schedule"].unique()
     assert list(sched["wgangp_smoke"]) == ["0.5"] and list(sched["stylegan2_smoke"]) == ["cosine"]
 
 
-def old_writer(part: Path) -> None:
-    """Rewrite a part as collect wrote it before: a column without a value as string."""
-    t = pq.read_table(part)
-    cols = [pa.nulls(len(t), pa.string()) if pa.types.is_null(c.type) else c for c in t.columns]
-    pq.write_table(pa.Table.from_arrays(cols, names=t.schema.names), part)
+def old_writer(sources: list[Path], dest: Path) -> list[Path]:
+    """A dataset as collect wrote it long ago: one part per trial, a column without a value as
+    string, no manifest."""
+    dest.mkdir()
+    parts = []
+    for trial in (t for s in sources for t in find_trials(str(s))):
+        t = to_arrow(with_status(read_trial(trial), errored=False))
+        cols = [pa.nulls(len(t), pa.string()) if pa.types.is_null(c.type) else c for c in t.columns]
+        parts.append(dest / trial.part)
+        pq.write_table(pa.Table.from_arrays(cols, names=t.schema.names), parts[-1])
+    return parts
 
 
 def test_a_dataset_already_written_with_conflicting_parts_loads(two):
     tmp, wgangp, style = two
     dest = tmp / "results"
-    analysis.collect([str(wgangp), str(style)], str(dest))
-    parts = sorted(dest.glob("part-*.parquet"))
-    for part in parts:
-        old_writer(part)
+    parts = old_writer([wgangp, style], dest)
     raw = [pq.read_table(p) for p in parts]
     with pytest.raises((pa.ArrowInvalid, pa.ArrowTypeError), match="config/"):
         pa.concat_tables(raw, promote_options="permissive")  # what load did before
@@ -89,6 +94,12 @@ def test_a_dataset_already_written_with_conflicting_parts_loads(two):
     assert set(style_rows["config/resolution"]) == {64.0}
     assert df["config/resolution"].dtype == "float64"
     assert set(df["config/schedule"]) == {"0.5", "cosine"}
+    # collecting into it merges the old parts into the compacted layout, rows unchanged
+    done = analysis.collect([str(wgangp), str(style)], str(dest))
+    assert done.updated == 8 and not any(p.exists() for p in parts)
+    again = analysis.load(str(dest))
+    assert len(again) == len(df) and not again.duplicated(["sweep", "trial_id", "iteration"]).any()
+    assert set(again["config/schedule"]) == {"0.5", "cosine"}
 
 
 def test_a_report_of_both_experiments_at_once(two):
