@@ -192,13 +192,14 @@ def commit(
     manifest: Manifest,
     units: list[Unit],
     replaced: set[str],
-    target_rows: int = TARGET_ROWS,
+    target_rows: int | None = None,
 ) -> None:
     """Write ``units`` (and the survivors already in them) as new files, absorb the newest small
     settled files, replace the manifest, then delete the ``replaced`` files and the absorbed.
 
     ``manifest.trials`` must already hold the entries of the units' trials; their ``file`` is
     set here. ``replaced`` are the files the units' trials (or survivors) came from."""
+    target_rows = target_rows or TARGET_ROWS
     settled = [u for u in units if not u.hot]
     pool = sum(u.table.num_rows for u in settled)
     if settled:  # the newest small settled files join the new one while at most twice its size
