@@ -61,12 +61,12 @@ def test_told_values_are_the_penalised_mean_of_final_objectives_in_study_order()
             "trial_id": ["a", "a", "b", "c", "d", "e"],
             "iteration": [1, 2, 1, 1, 1, 1],
             "study_trial": [1, 1, 1, 0, 0, 2],
-            "objective": [9.0, 2.0, 4.0, 1.0, 5.0, 7.0],
+            "objective": [9.0, 2.0, 4.0, 1.0, 0.5, 7.0],
             "diverged": [False, False, False, False, True, False],
             "status": ["finished"] * 4 + ["diverged", "pruned"],
         }
     )
-    # trial 0: seeds 1.0 and a diverged one (penalty 5); trial 1: last rows 2 and 4; 2 pruned
+    # trial 0: seeds 1.0 and a diverged one (the penalty 5, whatever its row says); trial 1: last rows 2 and 4; 2 pruned
     assert bench.told_values(rows, penalty=5.0) == [3.0, 3.0, None]
 
 
