@@ -66,7 +66,8 @@ def test_told_values_are_the_penalised_mean_of_final_objectives_in_study_order()
             "status": ["finished"] * 4 + ["diverged", "pruned"],
         }
     )
-    # trial 0: seeds 1.0 and a diverged one (the penalty 5, whatever its row says); trial 1: last rows 2 and 4; 2 pruned
+    # trial 0: seeds 1.0 and a diverged one (the penalty 5, whatever its row says);
+    # trial 1: its last rows, 2 and 4; trial 2 pruned
     assert bench.told_values(rows, penalty=5.0) == [3.0, 3.0, None]
 
 
