@@ -443,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device here (use --device cpu --quick)")
+    if device.type == "cpu" and args.quick:
+        torch.set_num_threads(1)  # tiny networks: threads only spin-wait on a shared CPU
     torch.manual_seed(0)
     torch.backends.cudnn.benchmark = True
     out = args.out or RESULTS / f"gpu_{device_label(device)}.txt"
