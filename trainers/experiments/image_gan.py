@@ -34,6 +34,7 @@ GRID_SIZE = 64
 LR_DECAYS = ("linear", "none")
 EXTRACTORS = (fidlib.INCEPTION_NAME, "randconv")
 KID_WHEN = ("final", "always", "never")
+COMPILE_BACKEND = "inductor"  # torch.compile's backend for ``compile: true``
 
 
 def image_fields(
@@ -159,7 +160,7 @@ def compiled(module: nn.Module, on: bool) -> nn.Module:
     for the forward passes that are differentiated once; penalties differentiated twice (the
     gradient penalty, R1, path length) call the eager module: compiled graphs have no double
     backward."""
-    return torch.compile(module) if on else module
+    return torch.compile(module, backend=COMPILE_BACKEND) if on else module
 
 
 def set_grads(module: nn.Module, loss: torch.Tensor) -> None:
