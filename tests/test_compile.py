@@ -80,6 +80,7 @@ def losses(cfg: dict) -> list[dict[str, float]]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # Inductor compiles for minutes on a loaded 2-core CPU
 @pytest.mark.skipif(not shutil.which("g++"), reason="torch.compile on the CPU needs g++")
 @pytest.mark.parametrize("experiment", sorted(TINY))
 def test_compiled_runs_give_the_eager_losses(experiment, one_thread, monkeypatch):
