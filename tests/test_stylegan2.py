@@ -364,3 +364,78 @@ def test_a_training_step_in_fp16_is_finite(half_on_cpu):
     losses = exp.train_step()
     assert all(torch.isfinite(v).all() for v in losses.values())
     assert all(torch.isfinite(p).all() for p in exp.players["G"].parameters())
+
+
+# -- NVlabs' fp16 and clamp rules (REFERENCES.md, "NVlabs StyleGAN2: fp16 and clamping") ---------
+
+
+def _fp16_blocks(module: nn.Module) -> list[int]:
+    return sorted(int(n[1:]) for n, m in module.named_children() if getattr(m, "use_fp16", False))
+
+
+@pytest.mark.parametrize(
+    "resolution, num_fp16_res, first",
+    [(128, 4, 16), (32, 4, 8), (32, 9, 8), (32, 2, 16), (128, 0, 256), (8, 1, 8)],
+)
+def test_fp16_resolution_is_nvlabs_rule(resolution, num_fp16_res, first):
+    assert stylegan2.fp16_resolution(resolution, num_fp16_res) == first
+
+
+def test_the_4x4_synthesis_block_never_runs_in_fp16(half_on_cpu):
+    G, D = stylegan2.build(
+        resolution=32, cbase=256, cmax=32, z_dim=32, w_dim=32, num_fp16_res=4, seed=3
+    )
+    assert _fp16_blocks(G.synthesis) == [8, 16, 32]  # NVlabs: 4 fp16 resolutions, floor 8
+    assert _fp16_blocks(D) == [8, 16, 32]
+    b4, b8 = _dtypes_seen(G.synthesis.b4.conv1), _dtypes_seen(G.synthesis.b8.conv0)
+    with torch.no_grad():
+        img = G(torch.randn(2, 32), noise_mode="const")
+    assert b4 == [torch.float32] and b8 == [torch.float16] and torch.isfinite(img).all()
+
+
+def test_num_fp16_res_zero_is_an_all_float32_network(half_on_cpu):
+    G, D = stylegan2.build(
+        resolution=16, cbase=128, cmax=16, z_dim=8, w_dim=8, num_fp16_res=0, conv_clamp=None
+    )
+    assert _fp16_blocks(G.synthesis) == [] and _fp16_blocks(D) == []
+    g_seen, d_seen = _dtypes_seen(G.synthesis.b16.conv1), _dtypes_seen(D.b16.conv0)
+    with torch.no_grad():
+        D(G(torch.randn(2, 8)))
+    assert g_seen == [torch.float32] and d_seen == [torch.float32]
+    with pytest.raises(ValueError, match="num_fp16_res=-1"):
+        stylegan2.build(resolution=16, cbase=128, cmax=16, num_fp16_res=-1)
+
+
+def _peaks(module: nn.Module, names: list[str]) -> dict[str, float]:
+    peaks: dict[str, float] = {}
+    for name in names:
+        layer = module.get_submodule(name)
+        hook = lambda m, a, out, name=name: peaks.__setitem__(name, float(out.abs().max()))  # noqa: E731
+        layer.register_forward_hook(hook)
+    return peaks
+
+
+def test_clamps_run_in_float32_on_the_cpu_scaled_by_each_layers_gain():
+    _, D = stylegan2.build(resolution=16, cbase=128, cmax=16, num_fp16_res=0, conv_clamp=256)
+    peaks = _peaks(D, ["b16.fromrgb", "b16.conv0", "b16.conv1", "b16.skip"])
+    with torch.no_grad():
+        for name in ("fromrgb", "conv0", "conv1"):  # far beyond the clamp after the activation
+            D.get_submodule(f"b16.{name}").bias.fill_(1e4)
+        D.b16.skip.weight.fill_(1.0)  # sees 256 everywhere: 256 * sqrt(8 / 2) = 512 out
+        D(torch.randn(2, 3, 16, 16))
+    assert peaks["b16.fromrgb"] == 256.0 and peaks["b16.conv0"] == 256.0
+    assert peaks["b16.conv1"] == pytest.approx(256 * math.sqrt(0.5), rel=1e-6)  # 181.02
+    assert peaks["b16.skip"] > 256  # the 1x1 skip has no clamp (as in NVlabs)
+
+
+def test_clamps_leave_a_float32_network_at_initialisation_unchanged():
+    """At the activations a trained or fresh network has (far below 256) the clamp is the
+    identity, so the float32 outputs (those compared with NVlabs') are unchanged bit for bit."""
+    kwargs = dict(resolution=32, cbase=256, cmax=32, z_dim=32, w_dim=32, num_fp16_res=0, seed=3)
+    G, D = stylegan2.build(conv_clamp=256, **kwargs)
+    G_off, D_off = stylegan2.build(conv_clamp=None, **kwargs)
+    z = torch.randn(4, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        img, img_off = G(z, noise_mode="const"), G_off(z, noise_mode="const")
+        assert torch.equal(img, img_off)
+        assert torch.equal(D(img), D_off(img))

@@ -33,21 +33,21 @@ class DCGAN(ImageGAN):
 
     def d_step(self) -> torch.Tensor:
         """One discriminator step on a fresh real and fake batch; returns -V."""
-        G, D, n = self.players["G"], self.players["D"], self.batch_size
+        G, D, n = self.fast["G"], self.fast["D"], self.batch_size
         real = self.real(n)
         with torch.no_grad():
             fake = G(self.latents(n))
         loss = minimax.d_loss(D(real), D(fake))
-        set_grads(D, loss)
+        set_grads(self.players["D"], loss)
         self.optimizers["D"].step()
         return loss.detach()
 
     def train_step(self) -> dict[str, torch.Tensor]:
         self.apply_lr()
         loss_d = torch.stack([self.d_step() for _ in range(self.cfg["n_dis"])]).mean()
-        G, D = self.players["G"], self.players["D"]
+        G, D = self.fast["G"], self.fast["D"]
         loss_g = minimax.g_loss_nonsaturating(D(G(self.latents(self.batch_size))))
-        set_grads(G, loss_g)
+        set_grads(self.players["G"], loss_g)
         self.optimizers["G"].step()
         self.g_steps += 1
         return {"loss_d": loss_d, "loss_g": loss_g.detach()}

@@ -34,6 +34,7 @@ GRID_SIZE = 64
 LR_DECAYS = ("linear", "none")
 EXTRACTORS = (fidlib.INCEPTION_NAME, "randconv")
 KID_WHEN = ("final", "always", "never")
+COMPILE_BACKEND = "inductor"  # torch.compile's backend for ``compile: true``
 
 
 def image_fields(
@@ -75,6 +76,9 @@ def image_fields(
         ),
         "allow_tf32": Field(
             False, bool, help="CUDA: TF32 matmuls and convs, faster but less precise (NVlabs: off)"
+        ),
+        "compile": Field(
+            False, bool, help="torch.compile G's and D's forward (the C++ compiler on the CPU)"
         ),
     }
 
@@ -151,6 +155,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def compiled(module: nn.Module, on: bool) -> nn.Module:
+    """``torch.compile(module)`` (sharing its parameters) when ``on``, else ``module``. Used
+    for the forward passes that are differentiated once; penalties differentiated twice (the
+    gradient penalty, R1, path length) call the eager module: compiled graphs have no double
+    backward."""
+    return torch.compile(module, backend=COMPILE_BACKEND) if on else module
+
+
 def set_grads(module: nn.Module, loss: torch.Tensor) -> None:
     """Set ``module``'s .grad to d loss / d params (other modules' .grad untouched)."""
     params = [p for p in module.parameters() if p.requires_grad]
@@ -177,6 +189,7 @@ class ImageGAN(Experiment):
             cfg["generated_size"],
         ).to(self.device)
         self.players = {"G": G.to(self.device), "D": D.to(self.device)}
+        self.fast = {k: compiled(m, cfg["compile"]) for k, m in self.players.items()}
         self.optimizers = {
             "G": self._optimizer("G", G, cfg["lr_g"]),
             "D": self._optimizer("D", D, cfg["lr_d"]),

@@ -43,6 +43,7 @@ from trainers.data import augment
 from trainers.experiments.image_gan import (
     ImageGAN,
     ImageGANSpec,
+    compiled,
     image_fields,
     optimizer_table,
     resolution_of,
@@ -172,6 +173,8 @@ class StyleGAN2(ImageGAN):
         self.intervals = {"G": cfg["pl_interval"], "D": cfg["r1_interval"]}
         super().__init__(cfg, G, D)
         self.base_lr = {k: o.param_groups[0]["lr"] for k, o in self.optimizers.items()}
+        # the main phases' synthesis (compiled with ``compile``); path length runs it eagerly
+        self.synthesis = compiled(self.players["G"].synthesis, cfg["compile"])
         self.G_ema = copy.deepcopy(self.players["G"]).eval().requires_grad_(False)
         self._ema_params = list(self.G_ema.parameters())
         self._ema_buffers = list(self.G_ema.buffers())
@@ -210,10 +213,11 @@ class StyleGAN2(ImageGAN):
                 ws = torch.cat([ws[:, :cutoff], other[:, cutoff:]], dim=1)
         return ws
 
-    def run_D(self, images: torch.Tensor) -> torch.Tensor:
+    def run_D(self, images: torch.Tensor, eager: bool = False) -> torch.Tensor:
         """D's logits of ``images``, augmented first when ``augment`` is on (every image gets
-        its own transforms, drawn from the sampling stream whatever p is)."""
-        D = self.players["D"]
+        its own transforms, drawn from the sampling stream whatever p is). ``eager``: never the
+        compiled D (R1 differentiates it twice)."""
+        D = self.players["D"] if eager else self.fast["D"]
         if self.ada is None:
             return D(images)
         k = augment.RANDOM_PER_SAMPLE
@@ -234,8 +238,7 @@ class StyleGAN2(ImageGAN):
         return interval > 0 and self.g_steps % interval == 0
 
     def g_main(self) -> torch.Tensor:
-        G = self.players["G"]
-        loss = g_loss_nonsaturating(self.run_D(G.synthesis(self.mixed_ws(self.batch_size))))
+        loss = g_loss_nonsaturating(self.run_D(self.synthesis(self.mixed_ws(self.batch_size))))
         self._step("G", loss)
         return loss.detach()
 
@@ -254,9 +257,8 @@ class StyleGAN2(ImageGAN):
         return penalty.detach()
 
     def d_main(self) -> torch.Tensor:
-        G = self.players["G"]
         with torch.no_grad():
-            fake = G.synthesis(self.mixed_ws(self.batch_size, update_w_avg=True))
+            fake = self.synthesis(self.mixed_ws(self.batch_size, update_w_avg=True))
         real = self._real = self.real(self.batch_size)  # D reg of this iteration uses it too
         fake_logits, real_logits = self.run_D(fake), self.run_D(real)
         loss = nn.functional.softplus(fake_logits).mean()
@@ -269,7 +271,8 @@ class StyleGAN2(ImageGAN):
         return loss.detach()
 
     def d_reg(self) -> torch.Tensor:
-        penalty = r1_penalty(self.run_D, self._real, self.cfg["r1_gamma"])
+        run_D = lambda x: self.run_D(x, eager=True)  # noqa: E731
+        penalty = r1_penalty(run_D, self._real, self.cfg["r1_gamma"])
         self._step("D", penalty * self.intervals["D"])
         return penalty.detach()
 

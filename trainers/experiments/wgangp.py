@@ -47,16 +47,17 @@ class WGANGP(ImageGAN):
 
     def critic_step(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One critic step; returns (total loss, gradient penalty, Wasserstein estimate)."""
-        G, D, n = self.players["G"], self.players["D"], self.batch_size
+        G, D, n = self.fast["G"], self.fast["D"], self.batch_size
         real = self.real(n)
         with torch.no_grad():
             fake = G(self.latents(n))
         draw = lambda m: torch.rand(m, generator=self.rng)  # noqa: E731
         alpha = distributed.sample_rows(draw, n).to(self.device)
         wasserstein = -wgan.wgan_critic_loss(D(real), D(fake))
-        gp = wgan.gradient_penalty(D, real, fake, alpha, self.cfg["gp_weight"])
+        eager_D = self.players["D"]  # differentiated twice: never compiled
+        gp = wgan.gradient_penalty(eager_D, real, fake, alpha, self.cfg["gp_weight"])
         loss = gp - wasserstein
-        set_grads(D, loss)
+        set_grads(eager_D, loss)
         self.optimizers["D"].step()
         return loss.detach(), gp.detach(), wasserstein.detach()
 
@@ -64,11 +65,11 @@ class WGANGP(ImageGAN):
         self.apply_lr()
         parts = [self.critic_step() for _ in range(self.cfg["n_dis"])]
         loss_d, gp, w = (torch.stack(x).mean() for x in zip(*parts))
-        G, D = self.players["G"], self.players["D"]
+        G, D = self.fast["G"], self.fast["D"]
         loss_g = wgan.wgan_generator_loss(
             D(G(self.latents(self.cfg["g_batch_factor"] * self.batch_size)))
         )
-        set_grads(G, loss_g)
+        set_grads(self.players["G"], loss_g)
         self.optimizers["G"].step()
         self.g_steps += 1
         return {"loss_d": loss_d, "loss_g": loss_g.detach(), "loss_gp": gp, "wasserstein": w}

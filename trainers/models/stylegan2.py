@@ -13,9 +13,14 @@ see the same groups on every dataset::
     synthesis.b8.conv0[.affine], synthesis.b8.conv1[.affine], synthesis.b8.torgb[.affine], ...
     b128.fromrgb, b128.conv0, b128.conv1, b128.skip, ..., b8.*, b4.conv, b4.fc, b4.out
 
-On CUDA the blocks at the ``num_fp16_res`` highest resolutions run in float16 and every
-activation is clamped to +-``conv_clamp``; on the CPU everything is float32 and unclamped
-(``HALF_DEVICES`` says where; tests add "cpu" to run the float16 path here).
+Precision and clamping follow NVlabs' ``training/networks.py``. On CUDA the blocks from
+``fp16_resolution`` up (the ``num_fp16_res`` highest resolutions, never 4x4; none when it is 0)
+run in float16; on the CPU everything is float32 (``HALF_DEVICES`` says where; tests add "cpu"
+to run the float16 path here). Activation clamps apply on every device, in float32 too, as in
+NVlabs: each conv's output is clamped to +-``conv_clamp`` times the gain it is called with (D's
+residual ``conv1``, gain sqrt 0.5, at 181.02 for 256), after bias, activation and gain; ToRGB
+clamps at ``conv_clamp``; D's 1x1 skip, the FC layers and the mapping never clamp.
+``conv_clamp=None`` (NVlabs' ``--fp32`` recipe, with ``num_fp16_res=0``) turns clamping off.
 
 The generator's two batch-wide operations come from outside, with plain defaults: its per-pixel
 noise (``noise(n, shape, device)``, default ``standard_noise``) and the batch mean of w that
@@ -101,17 +106,26 @@ def bias_act(
     return x
 
 
-HALF_DEVICES = {"cuda"}  # device types where fp16 blocks run in float16 and clamps apply
+HALF_DEVICES = {"cuda"}  # device types where fp16 blocks run in float16
 
 
 def reduced_precision(t: torch.Tensor) -> bool:
-    """Whether ``t``'s device runs the fp16 blocks in float16 and clamps activations."""
+    """Whether ``t``'s device runs the fp16 blocks in float16."""
     return t.device.type in HALF_DEVICES
 
 
-def cuda_clamp(x: torch.Tensor, clamp: float | None) -> float | None:
-    """The activation clamp where precision is reduced (CUDA), none elsewhere."""
-    return clamp if reduced_precision(x) else None
+def fp16_resolution(resolution: int, num_fp16_res: int) -> int:
+    """The lowest resolution whose blocks use float16 (NVlabs):
+    max(2 ** (log2(resolution) + 1 - num_fp16_res), 8); above ``resolution`` (none) when
+    ``num_fp16_res`` is 0."""
+    if num_fp16_res < 0:
+        raise ValueError(f"stylegan2 num_fp16_res={num_fp16_res!r}: must be >= 0")
+    return max(2 ** (int(math.log2(resolution)) + 1 - num_fp16_res), 8)
+
+
+def scaled_clamp(clamp: float | None, gain: float) -> float | None:
+    """A layer's activation clamp when called with ``gain``: ``clamp * gain`` (NVlabs)."""
+    return None if clamp is None else clamp * gain
 
 
 # -- layers --------------------------------------------------------------------------------------
@@ -168,7 +182,7 @@ class Conv(nn.Module):
             x = F.conv2d(blur(x, self.filter, pad=2), w, stride=2)
         else:
             x = F.conv2d(x, w, padding=self.kernel // 2)
-        return bias_act(x, self.bias, self.act, gain, cuda_clamp(x, self.conv_clamp))
+        return bias_act(x, self.bias, self.act, gain, scaled_clamp(self.conv_clamp, gain))
 
 
 class ModulatedConv(nn.Module):
@@ -218,7 +232,7 @@ class ModulatedConv(nn.Module):
             x = x + (noise * self.noise_strength).to(x.dtype)
         elif noise_mode == "const":
             x = x + (self.noise_const * self.noise_strength).to(x.dtype)
-        return bias_act(x, self.bias, True, 1.0, cuda_clamp(x, self.conv_clamp))
+        return bias_act(x, self.bias, True, 1.0, self.conv_clamp)
 
 
 class ToRGB(nn.Module):
@@ -235,7 +249,7 @@ class ToRGB(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
         x = F.conv2d(x * styles.to(x.dtype)[:, :, None, None], self.weight.to(x.dtype))
-        return bias_act(x, self.bias, False, 1.0, cuda_clamp(x, self.conv_clamp))
+        return bias_act(x, self.bias, False, 1.0, self.conv_clamp)
 
 
 class MinibatchStd(nn.Module):
@@ -350,13 +364,12 @@ class Synthesis(nn.Module):
     ) -> None:
         super().__init__()
         self.resolutions = block_resolutions(resolution)
-        fp16_from = self.resolutions[max(len(self.resolutions) - num_fp16_res, 0)]
+        fp16_from = fp16_resolution(resolution, num_fp16_res)
         self.num_ws = 0
         for res in self.resolutions:
             cin = 0 if res == MIN_RESOLUTION else channels_at(res // 2, cbase, cmax)
             cout = channels_at(res, cbase, cmax)
-            use_fp16 = num_fp16_res > 0 and res >= fp16_from
-            block = SynthesisBlock(cin, cout, w_dim, res, use_fp16, clamp, noise)
+            block = SynthesisBlock(cin, cout, w_dim, res, res >= fp16_from, clamp, noise)
             setattr(self, f"b{res}", block)
             self.num_ws += block.num_conv
         self.num_ws += 1  # the last ToRGB
@@ -465,12 +478,12 @@ class Discriminator(nn.Module):
     ) -> None:
         super().__init__()
         self.resolutions = block_resolutions(resolution)[::-1][:-1]  # resolution ... 8
-        fp16_from = self.resolutions[min(num_fp16_res, len(self.resolutions)) - 1]
+        fp16_from = fp16_resolution(resolution, num_fp16_res)
         for res in self.resolutions:
             cin = 0 if res == resolution else channels_at(res, cbase, cmax)
             tmp, cout = channels_at(res, cbase, cmax), channels_at(res // 2, cbase, cmax)
-            use_fp16 = num_fp16_res > 0 and res >= fp16_from
-            setattr(self, f"b{res}", DiscriminatorBlock(cin, tmp, cout, use_fp16, conv_clamp))
+            block = DiscriminatorBlock(cin, tmp, cout, res >= fp16_from, conv_clamp)
+            setattr(self, f"b{res}", block)
         self.b4 = DiscriminatorEpilogue(channels_at(4, cbase, cmax), mbstd_group, conv_clamp)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
