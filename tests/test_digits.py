@@ -74,7 +74,9 @@ def test_one_channel_data_model_and_extractor_go_together(change):
 
 
 def test_the_classifier_trains_to_the_same_weights_from_a_seed():
+    torch.manual_seed(123)  # the global RNG's state must not matter
     a, _ = digits_cnn.train(seed=3, epochs=1)
+    torch.manual_seed(456)
     b, _ = digits_cnn.train(seed=3, epochs=1)
     c, _ = digits_cnn.train(seed=4, epochs=1)
     sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
