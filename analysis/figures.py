@@ -151,6 +151,8 @@ def fig1(df: pd.DataFrame, metric: str = "fid") -> Figure:
     tables.check_protocol(final, [c for c in tables.GROUP if c in final.columns], metric)
     mean_gr = df.groupby(list(tables.TRIAL))["grad_ratio"].mean().rename("gr_mean")
     final = final.join(mean_gr, on=list(tables.TRIAL))
+    # a gradient that blew up (inf ratio) has no colour on a log scale: drawn as "bad"
+    final["gr_mean"] = final["gr_mean"].where(np.isfinite(final["gr_mean"]))
     fig = Figure(figsize=(10, 4.4), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2)
     gr = final["gr_mean"].dropna()

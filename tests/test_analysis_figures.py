@@ -303,3 +303,14 @@ def test_wall_time_and_fid_protocol_read_as_words(tune):
         "convolution (a test extractor: these FIDs are not comparable with Inception FIDs); "
         "resize: none."
     ]
+
+
+def test_fig1_draws_a_trial_whose_gradient_ratio_blew_up(tune):
+    """A diverging trial's gradient ratio can be inf; fig1 still draws (that point as 'bad')."""
+    image = tune[tune["fid"].notna()].copy()
+    first = image["trial_id"].iloc[0]
+    image.loc[image["trial_id"] == first, "grad_ratio"] = np.inf
+    fig = figures.fig1(image)
+    fig.canvas.draw()  # the colour bars are computed here
+    (points,) = fig.axes[0].collections
+    assert len(points.get_offsets()) == tables.final_rows(image)["trial_id"].nunique()

@@ -7,6 +7,8 @@
   the requested resolution (PIL bicubic). ``ffhq`` and ``lsun_church`` are such zips, made from
   the originals by ``python -m trainers.data prepare`` (``trainers.data.prepare``).
 - ``generated``: synthetic coloured blobs made from a seed, for tests and smoke runs.
+- ``digits``: scikit-learn's 1,797 handwritten digits (``sklearn.datasets.load_digits``, inside
+  the package, no download), 8x8 with 17 grey levels, upsampled to 16 px, one channel.
 
 Missing data raise ``DataMissingError`` naming the path looked at and the command that prepares
 it (``python -m trainers.data.images prepare cifar10 --root DIR``); an unreadable image raises
@@ -28,8 +30,10 @@ import torch.nn.functional as F
 
 from trainers.trial.atomic import atomic_write
 
-DATASETS = ("cifar10", "stl10", "ffhq", "lsun_church", "folder", "generated")
-NATIVE_RESOLUTION = {"cifar10": 32, "stl10": 48}
+DATASETS = ("cifar10", "stl10", "ffhq", "lsun_church", "folder", "generated", "digits")
+NATIVE_RESOLUTION = {"cifar10": 32, "stl10": 48, "digits": 16}
+CHANNELS = {"digits": 1}  # image channels of a dataset; 3 (RGB) when not listed
+DIGITS_LEVELS = 16  # load_digits values are 0..16
 # Named image zips (128 px in the paper): $GANSWEEP_<NAME>, else <data root>/<name>-128.zip
 NAMED_FOLDERS = {"ffhq": "GANSWEEP_FFHQ", "lsun_church": "GANSWEEP_LSUN_CHURCH"}
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -46,7 +50,7 @@ class ImageDataError(ValueError):
 
 @dataclass
 class ImageData:
-    """uint8 images (N, 3, R, R) plus the names that identify them (for FID caches)."""
+    """uint8 images (N, C, R, R) (C = 3, or 1 for ``digits``) plus the names that identify them (for FID caches)."""
 
     images: torch.Tensor
     name: str
@@ -109,6 +113,9 @@ def require(
         return _named_path(name, path, resolution or 128)
     if name == "generated":
         return None
+    if name == "digits":
+        _sklearn_digits()
+        return None
     raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
 
 
@@ -132,6 +139,8 @@ def load(
         return named_folder(name, path, resolution or 128)
     if name == "generated":
         return generated(seed, size, resolution or 32)
+    if name == "digits":
+        return digits(resolution or NATIVE_RESOLUTION["digits"])
     raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
 
 
@@ -300,6 +309,39 @@ def generated(seed: int, size: int = 1024, resolution: int = 32, blobs: int = 3)
         img = img * (1 - mask) + colour * mask
     images = (img * 255).round().clamp(0, 255).to(torch.uint8)
     return ImageData(images, f"generated-s{seed}-n{size}", "all")
+
+
+def _sklearn_digits():
+    """``sklearn.datasets.load_digits`` (DataMissingError naming scikit-learn if it is absent)."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as e:
+        raise DataMissingError(
+            "dataset 'digits' needs the package scikit-learn (sklearn.datasets.load_digits), "
+            f"which is not installed ({e}); install it with `pip install scikit-learn`"
+        ) from e
+    return load_digits
+
+
+def digits_arrays(resolution: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's digits as uint8 images (1797, 1, R, R) and int64 labels (1797,).
+
+    The 17 grey levels (0 background .. 16 ink) are scaled to 0..255, then upsampled from 8 px
+    by bilinear interpolation (``align_corners=False``) and rounded: fixed, no randomness.
+    """
+    if resolution < 8 or resolution & (resolution - 1):
+        raise ValueError(f"digits resolution={resolution!r}: allowed a power of two >= 8")
+    bunch = _sklearn_digits()()
+    x = torch.from_numpy(bunch.images.astype(np.float32)).unsqueeze(1) * (255.0 / DIGITS_LEVELS)
+    if resolution != 8:
+        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False)
+    images = x.round_().clamp_(0, 255).to(torch.uint8).contiguous()
+    return images, torch.from_numpy(bunch.target.astype(np.int64))
+
+
+def digits(resolution: int = 16) -> ImageData:
+    """The digits data set (all 1,797 images, one split "all"), one channel."""
+    return ImageData(digits_arrays(resolution)[0], f"digits-{resolution}", "all")
 
 
 def _save_npy_atomic(path: Path, array: np.ndarray) -> None:

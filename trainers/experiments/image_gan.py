@@ -8,7 +8,9 @@ from latents fixed by the seed, with the generator in eval mode (batch-norm runn
 ``fid_best`` is the best FID of the evaluations so far under the row's own protocol (the same
 number of generated images): the final row's is the final evaluation's own FID unless
 ``fid_num_gen_final`` equals ``fid_num_gen``. The final checkpoint's ``samples.npz`` holds
-``images``: the last evaluation's 8 x 8 sample grid, uint8 (64, H, W, 3).
+``images``: the last evaluation's 8 x 8 sample grid, uint8 (64, H, W, 3) (one-channel
+images repeated to three). The ``digits`` dataset (one channel) trains only with a one-channel
+model (``digits``) and FID extractor ``digits_cnn``, and they only with it.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ EVAL_SEED_OFFSET = 1_000_003  # FID latents come from seed + this offset
 GRID_SEED_OFFSET = 2_000_003  # sample-grid latents
 GRID_SIZE = 64
 LR_DECAYS = ("linear", "none")
-EXTRACTORS = (fidlib.INCEPTION_NAME, "randconv")
+EXTRACTORS = (fidlib.INCEPTION_NAME, "randconv", fidlib.DIGITS_NAME)
 KID_WHEN = ("final", "always", "never")
 COMPILE_BACKEND = "inductor"  # torch.compile's backend for ``compile: true``
 
@@ -109,6 +111,7 @@ def resolution_of(cfg: dict[str, Any]) -> int:
 
 def check_image_config(cfg: dict[str, Any], resolutions: tuple[int, ...]) -> None:
     """Cross-key checks; turns ``eval_every_kimg`` into ``eval_every`` (steps)."""
+    check_channels(cfg)
     res = resolution_of(cfg)
     if res not in resolutions:
         allowed = ", ".join(map(str, resolutions))
@@ -120,6 +123,18 @@ def check_image_config(cfg: dict[str, Any], resolutions: tuple[int, ...]) -> Non
         raise ConfigError("data_path", None, "the image folder or zip for dataset 'folder'")
     if cfg["eval_every_kimg"] is not None:
         cfg["eval_every"] = max(1, round(cfg["eval_every_kimg"] * 1000 / cfg["batch_size"]))
+
+
+ONE_CHANNEL = {"dataset": "digits", "model": "digits", "fid_extractor": fidlib.DIGITS_NAME}
+
+
+def check_channels(cfg: dict[str, Any]) -> None:
+    """One-channel data, model and FID extractor go together (``ONE_CHANNEL``): all or none."""
+    ones = {k: cfg[k] == v for k, v in ONE_CHANNEL.items()}
+    if any(ones.values()) and not all(ones.values()):
+        key = next(k for k, one in ones.items() if not one)
+        given = ", ".join(f"{k}={cfg[k]!r}" for k, one in ones.items() if one)
+        raise ConfigError(key, cfg[key], f"{ONE_CHANNEL[key]!r} with {given} (one-channel images)")
 
 
 class ImageGANSpec(ExperimentSpec):
@@ -243,16 +258,19 @@ class ImageGAN(Experiment):
         if self._extractor is None:
             c = self.cfg
             self._extractor = fidlib.build_extractor(
-                c["fid_extractor"], self.device, c["fid_inception_path"]
+                c["fid_extractor"], self.device, c["fid_inception_path"], self._fid_cache()
             )
         return self._extractor
+
+    def _fid_cache(self) -> Path:
+        return Path(self.cfg["fid_cache"]) if self.cfg["fid_cache"] else fidlib.default_cache()
 
     @property
     def reference(self) -> fidlib.Reference:
         if self._reference is None:
             c = self.cfg
             self._reference = fidlib.reference_statistics(
-                Path(c["fid_cache"]) if c["fid_cache"] else fidlib.default_cache(),
+                self._fid_cache(),
                 self.data.name,
                 self.data.resolution,
                 self.data.split,
@@ -343,7 +361,9 @@ class ImageGAN(Experiment):
     def final_samples(self) -> dict[str, Any]:
         if self._grid is None:
             return {}
-        return {"images": data.to_uint8(self._grid).permute(0, 2, 3, 1).contiguous().numpy()}
+        grid = data.to_uint8(self._grid)
+        grid = grid.expand(-1, 3, -1, -1) if grid.shape[1] == 1 else grid
+        return {"images": grid.permute(0, 2, 3, 1).contiguous().numpy()}
 
     # -- state -------------------------------------------------------------------------------------
 

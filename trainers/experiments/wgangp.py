@@ -8,6 +8,8 @@ Step sizes decay linearly to 0 over ``lr_decay_steps`` = 100k generator steps; t
 
 Every optimizer starts from Adam's lr 2e-4 (betas (0, 0.9) where Adam state exists); sgda and
 nsgda step sizes are placeholders to be swept on a log grid, as in the paper.
+``model: "digits"`` (``trainers.models.digits``, 16 px, one channel) trains the same losses on
+the ``digits`` data set (``sweeps/digits_grafting.py``).
 Reports ``loss_d`` (the critic's total loss), ``loss_gp``, ``wasserstein`` (E D(x) - E D(G(z)))
 and ``loss_g``, plus the FID columns of ``trainers.experiments.image_gan``.
 """
@@ -23,13 +25,17 @@ from trainers.config import Field
 from trainers.experiments.image_gan import (
     ImageGAN,
     ImageGANSpec,
+    check_image_config,
     image_fields,
     optimizer_table,
     resolution_of,
     set_grads,
 )
 from trainers.losses import wgan
-from trainers.models.wgangp_resnet import RESOLUTIONS
+from trainers.models import digits, wgangp_resnet
+
+# model -> the resolutions it takes
+MODEL_RESOLUTIONS = {"wgangp_resnet": wgangp_resnet.RESOLUTIONS, "digits": digits.RESOLUTIONS}
 
 
 class WGANGP(ImageGAN):
@@ -88,11 +94,15 @@ class WGANGPSpec(ImageGANSpec):
             n_dis=5,
             decay_steps=100_000,
         ),
+        "model": Field("wgangp_resnet", str, choices=tuple(MODEL_RESOLUTIONS)),
         "gp_weight": Field(wgan.LAMBDA_GP, float, low=0.0, help="lambda of the gradient penalty"),
         "g_batch_factor": Field(2, int, low=1, help="G's batch = this x batch_size"),
     }
     defaults = optimizer_table(betas=(0.0, 0.9))
-    resolutions = RESOLUTIONS
+    resolutions = wgangp_resnet.RESOLUTIONS
+
+    def check_config(self, cfg: dict[str, Any]) -> None:
+        check_image_config(cfg, MODEL_RESOLUTIONS[cfg["model"]])
 
     def build(self, cfg: dict[str, Any]) -> WGANGP:
         return WGANGP(cfg)

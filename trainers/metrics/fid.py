@@ -13,7 +13,9 @@ cache or clean-fid's stats folder (``python -m trainers.metrics.fid fetch`` gets
 
 The feature extractor is injectable: anything with ``name``, ``resize`` (one HxWx3 float image
 -> resized image) and ``__call__`` (float (N, 3, H, W) in [0, 255] -> (N, F) features), e.g.
-``RandomConvExtractor`` for tests and CPU smoke runs.
+``RandomConvExtractor`` for tests and CPU smoke runs, and ``digits_cnn``
+(``trainers.metrics.digits_cnn``), a classifier trained on the ``digits`` data set, whose
+weights are cached beside the statistics.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from trainers.trial.atomic import atomic_write
 
 MODE = "clean"
 INCEPTION_NAME = "inception_v3"
+DIGITS_NAME = "digits_cnn"
 INCEPTION_FILE = "inception-2015-12-05.pt"
 INCEPTION_URL = (
     "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/" + INCEPTION_FILE
@@ -125,14 +128,24 @@ def find_inception(path: str | os.PathLike | None = None) -> Path:
 
 
 def build_extractor(
-    name: str, device: torch.device | str = "cpu", weights: str | os.PathLike | None = None
+    name: str,
+    device: torch.device | str = "cpu",
+    weights: str | os.PathLike | None = None,
+    cache: Path | None = None,
 ) -> Extractor:
-    """``inception_v3`` (needs the weights, see ``find_inception``) or ``randconv``."""
+    """``inception_v3`` (needs the weights, see ``find_inception``), ``randconv`` or
+    ``digits_cnn`` (weights under ``cache``, default ``default_cache()``, trained if absent)."""
     if name == INCEPTION_NAME:
         return InceptionExtractor(find_inception(weights), device)
     if name == "randconv":
         return RandomConvExtractor()
-    raise ValueError(f"unknown FID extractor {name!r}; allowed: {INCEPTION_NAME}, randconv")
+    if name == DIGITS_NAME:
+        from trainers.metrics import digits_cnn
+
+        return digits_cnn.extractor(cache or default_cache(), device)
+    raise ValueError(
+        f"unknown FID extractor {name!r}; allowed: {INCEPTION_NAME}, randconv, {DIGITS_NAME}"
+    )
 
 
 # -- features and statistics ------------------------------------------------------------------

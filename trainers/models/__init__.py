@@ -17,6 +17,7 @@ MODELS: dict[str, str] = {
     "dcgan": "trainers.models.dcgan",
     "wgangp_resnet": "trainers.models.wgangp_resnet",
     "stylegan2": "trainers.models.stylegan2",
+    "digits": "trainers.models.digits",
 }
 
 
