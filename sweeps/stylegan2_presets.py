@@ -25,12 +25,13 @@ from dataclasses import replace
 from analysis import storage
 from sweeps.engine import Cell, StepSizes, Sweep
 from sweeps.engine.cli import parser, run_from_args
-from sweeps.engine.driver import experiment_path
+from sweeps.engine.driver import experiment_path, storage_root
 from sweeps.engine.smoke import STYLEGAN2
 from sweeps.engine.tuner import EXIT_BAD_INPUT
 from sweeps.image_presets import GRIDS, smoke
 from trainers import experiments, optim
 
+EXIT_MISSING_FILE = 3
 TINY = STYLEGAN2  # 16 px, tiny channels (sweeps.engine.smoke)
 PROFILE_LABEL = "nsgda-profile"
 PROFILE_FILE = "profile.json"
@@ -156,6 +157,9 @@ def run_with_profile(
     elif args.profile is not None:
         try:
             profile = load_profile(args.profile)
+        except FileNotFoundError as e:
+            print(f"gansweep: --profile: {e}", file=sys.stderr)
+            return EXIT_MISSING_FILE
         except (OSError, ValueError) as e:
             print(f"gansweep: --profile: {e}", file=sys.stderr)
             return EXIT_BAD_INPUT
