@@ -143,6 +143,10 @@ def run_with_profile(
     """Stage 2 with ``--profile FILE``, else with the profile of the stage 1 named
     ``profile_from`` (another sweep's, e.g. FFHQ's for LSUN Church), else after running this
     sweep's own stage 1. Returns the exit code."""
+    problem = storage.directory_problem(storage_root(args.storage))
+    if problem is not None:
+        print(f"gansweep: --storage {problem}: give a directory or a bucket URI", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if args.profile is None and profile_from is not None:
         path = experiment_dir(profile_from + STAGE_ONE_SUFFIX, args)
         saved = storage.read_text(path, PROFILE_FILE)

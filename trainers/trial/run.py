@@ -165,9 +165,7 @@ def run_trial(
     return last
 
 
-def check_same_config(
-    given: dict[str, Any], cfg: dict[str, Any], trial: dict[str, Any]
-) -> None:
+def check_same_config(given: dict[str, Any], cfg: dict[str, Any], trial: dict[str, Any]) -> None:
     """Refuse to continue a trial directory with another config (ConfigError naming the keys
     the user changed, not the defaults that follow from them)."""
     previous = trial["config"]
