@@ -155,3 +155,24 @@ def test_the_mog_regulariser_is_off_unless_named():
         {"experiment": "mog", "optimizer": "adam", "seed": 0, "gd_reg": 0.5}
     )
     assert on["gd_reg"] == 0.5
+
+
+def every_key() -> list[tuple[str, str]]:
+    from trainers.config import common_fields
+
+    out = []
+    for name, kind in experiments.EXPERIMENTS.items():
+        for key in {**common_fields(tuple(experiments.EXPERIMENTS)), **kind.fields}:
+            out.append((name, key))
+    return out
+
+
+@pytest.mark.parametrize("experiment, key", every_key())
+def test_every_config_key_refuses_a_value_of_the_wrong_kind_naming_it(experiment, key):
+    from trainers.config import ConfigError
+
+    config = {"experiment": experiment, "optimizer": "adam", "seed": 0, key: ["bad"]}
+    with pytest.raises(ConfigError) as refused:
+        experiments.resolve_config(config)
+    assert refused.value.key == key
+    assert f"{key!r} = ['bad']" in str(refused.value) and "allowed:" in str(refused.value)
