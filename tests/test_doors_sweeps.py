@@ -253,10 +253,12 @@ def test_a_small_sample_fid_does_not_warn_about_a_singular_matrix():
     from trainers.metrics import fid
 
     rng = np.random.default_rng(0)
-    feats = rng.normal(size=(4, 16))  # fewer samples than dimensions: singular covariances
-    a = fid.Statistics(feats.mean(0), np.cov(feats, rowvar=False), 4)
-    feats = rng.normal(size=(4, 16))
-    b = fid.Statistics(feats.mean(0), np.cov(feats, rowvar=False), 4)
+    stats = []
+    for _ in range(2):  # few samples, and features that are always 0 (ReLU): singular
+        feats = np.maximum(rng.normal(size=(8, 16)), 0.0)
+        feats[:, :4] = 0.0
+        stats.append(fid.Statistics(feats.mean(0), np.cov(feats, rowvar=False), 8))
+    a, b = stats
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         value = fid.frechet(a, b)

@@ -211,9 +211,9 @@ def frechet(a: Statistics, b: Statistics) -> float:
     from cleanfid.fid import frechet_distance  # clean-fid imports torchvision: only when used
 
     # with fewer samples than feature dimensions (small evaluations, smokes) the covariances
-    # are singular and scipy's sqrtm says so each time; clean-fid's result is what it is
+    # are singular (or nearly) and scipy's sqrtm says so each time; clean-fid's result stands
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Matrix is singular")
+        warnings.filterwarnings("ignore", message="Matrix is (singular|ill-conditioned)")
         return float(frechet_distance(a.mu, a.sigma, b.mu, b.sigma))
 
 
