@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from analysis import storage
 from analysis.collect import collect
 from analysis.report import Progress, report
 from analysis.schema import SchemaError
@@ -23,6 +24,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--out", required=True, help="report directory")
     r.add_argument("--results", default=None, help="parquet dataset (default OUT/results)")
     args = p.parse_args(argv)
+    for run in args.runs:
+        problem = storage.directory_problem(run, must_exist=True)
+        if problem is not None:
+            print(f"analysis: {problem}", file=sys.stderr)
+            return 3 if problem.endswith("does not exist") else 2
+    places = {"--dest": getattr(args, "dest", None), "--out": getattr(args, "out", None)}
+    places["--results"] = getattr(args, "results", None)
+    for flag, value in places.items():
+        problem = None if value is None else storage.directory_problem(value)
+        if problem is not None:
+            print(f"analysis: {flag} {problem}: give a directory", file=sys.stderr)
+            return 2
     try:
         if args.command == "collect":
             done = collect(args.runs, args.dest, progress=Progress())

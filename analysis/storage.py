@@ -40,6 +40,40 @@ def local_dir(where: str) -> str | None:
     return None
 
 
+# the URI schemes pyarrow's FileSystem.from_uri opens
+SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
+
+
+def directory_problem(where: str, must_exist: bool = False) -> str | None:
+    """Why ``where`` cannot be (or become) a directory, in words, or None: an unknown URI
+    scheme, a regular file (or a path under one), or with ``must_exist`` a path that is
+    absent (``"... does not exist"``). Buckets are not looked at."""
+    where = str(where)
+    if "://" in where:
+        scheme = where.split("://", 1)[0].lower()
+        if scheme not in SCHEMES:
+            allowed = ", ".join(f"{s}://" for s in SCHEMES)
+            return f"{where!r}: unknown URI scheme {scheme!r}; allowed: a local path or {allowed}"
+    local = local_dir(where)
+    if local is None:
+        return None
+    path = posixpath.abspath(local)
+    if must_exist and not posixpath.exists(path):
+        return f"{where!r} does not exist"
+    place = path
+    while True:
+        if posixpath.exists(place):
+            if not posixpath.isdir(place):
+                if place == path:
+                    return f"{where!r} is a file, not a directory"
+                return f"{where!r} lies under the file {place!r}, not a directory"
+            return None
+        parent = posixpath.dirname(place)
+        if parent == place:
+            return None
+        place = parent
+
+
 def join(where: str, *names: str) -> str:
     """``where/name/...`` for a path or a URI."""
     return "/".join([str(where).rstrip("/"), *names])

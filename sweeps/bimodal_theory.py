@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sweeps.local_study import at_least, refuse
+
 SGDA_LR_D = 1.0
 SGDA_RATIOS = (0.1, 1.0, 10.0)  # lr_D / lr_G
 VERDICTS = ("both", "average", "none")
@@ -87,9 +89,11 @@ def summarise(results: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=20, help="seeds 0 .. N-1 (default 20)")
-    parser.add_argument("--workers", type=int, default=2, help="trials in parallel")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seeds", type=at_least(1), default=20, help="seeds 0 .. N-1 (default 20)")
+    parser.add_argument("--workers", type=at_least(1), default=2, help="trials in parallel")
     parser.add_argument("--out", default="runs/bimodal_theory", help="root of the trial dirs")
     parser.add_argument("--smoke", action="store_true", help="2 seeds, 200 steps: a quick check")
     args = parser.parse_args(argv)
@@ -101,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         for config in configs(args.smoke)
         for seed in range(args.seeds)
     ]
+    code = refuse(str(root), (config for config, _ in jobs))
+    if code is not None:
+        return code
     print(f"{len(jobs)} trials, {args.workers} processes, in {root}", flush=True)
     results = []
     tic = time.perf_counter()

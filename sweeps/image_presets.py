@@ -26,7 +26,12 @@ def optimizer_cells(dataset: str, optimizers: tuple[str, ...] = tuple(GRIDS)) ->
 
 def smoke(sweep: Sweep) -> Sweep:
     """Two cells, one step size each, two seeds (and one confirmation seed if the sweep has
-    them), tiny networks on generated images, CPU only."""
+    them), tiny networks on generated images of the sweep's own image size (48 px for STL-10,
+    so its networks are the 48 px ones), CPU only."""
+    from trainers.data.images import NATIVE_RESOLUTION
+
+    sizes = {NATIVE_RESOLUTION.get(c.dataset or "") for c in sweep.cells} - {None}
+    shape = {"resolution": sizes.pop()} if len(sizes) == 1 else {}
     cells = [
         replace(c, dataset=None, lrs=replace(c.lrs, grid=c.lrs.grid[len(c.lrs.grid) // 2 :][:1]))
         for c in sweep.cells[:2]
@@ -36,6 +41,6 @@ def smoke(sweep: Sweep) -> Sweep:
         cells=cells,
         seeds=list(sweep.seeds)[:2],
         confirm_seeds=sweep.confirmation_seeds()[:1],
-        fixed={**sweep.fixed, **SMOKE},
+        fixed={**sweep.fixed, **SMOKE, **shape},
         resources=Resources(cpu=1, gpu=0),
     )

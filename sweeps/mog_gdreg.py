@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sweeps.local_study import at_least, refuse
+
 OPTIMIZERS = ("sgda", "nsgda", "adam")
 ETAS = (0.0, 0.5)
 
@@ -89,13 +91,25 @@ def _mean_sd(values: list[float], digits: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1 (default 3)")
-    parser.add_argument("--steps", type=int, default=20_000, help="iterations per trial")
-    parser.add_argument("--workers", type=int, default=2, help="trials in parallel")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seeds", type=at_least(1), default=3, help="seeds 0 .. N-1 (default 3)")
+    parser.add_argument(
+        "--steps", type=at_least(1), default=20_000, help="iterations per trial (default 20000)"
+    )
+    parser.add_argument("--workers", type=at_least(1), default=2, help="trials in parallel")
     parser.add_argument("--out", default="runs/mog_gdreg", help="root of the trial directories")
-    parser.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS))
-    parser.add_argument("--etas", nargs="+", type=float, default=list(ETAS))
+    parser.add_argument(
+        "--optimizers", nargs="+", default=list(OPTIMIZERS), help="default: sgda nsgda adam"
+    )
+    parser.add_argument(
+        "--etas",
+        nargs="+",
+        type=at_least(0.0, float),
+        default=list(ETAS),
+        help="gd_reg values, each its own variant (default: 0 0.5: off and N&K's eta)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
     parser.add_argument("--smoke", action="store_true", help="1 seed, 200 steps: a quick check")
     args = parser.parse_args(argv)
@@ -108,10 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         for seed in range(args.seeds)
         for eta in args.etas  # on/off of a seed side by side
     ]
-    from trainers import experiments
-
-    for config, _ in jobs:  # fail fast, in the parent, on a bad config
-        experiments.resolve_config(config)
+    code = refuse(str(root), (config for config, _ in jobs))  # in the parent, before any trial
+    if code is not None:
+        return code
     print(f"{len(jobs)} trials x {args.steps} steps, {args.workers} processes, in {root}")
     results = []
     tic = time.perf_counter()

@@ -20,7 +20,7 @@ import sys
 
 from analysis import storage
 from sweeps.engine import Cell, StepSizes, Sweep, run, smoke_version
-from sweeps.engine.cli import parser
+from sweeps.engine.cli import describe, parser
 from sweeps.engine.driver import DEFAULT_STORAGE, storage_root
 
 SEEDS = [0, 1, 2]
@@ -65,8 +65,13 @@ def smoke(sweep: Sweep) -> Sweep:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser("The quickstart: two synthetic sweeps and their report.").parse_args(argv)
+    epilog = "\n\n".join(describe(s) for s in (BIMODAL, MOG))
+    args = parser(__doc__.strip(), epilog).parse_args(argv)
     root = storage_root(args.storage or f"{DEFAULT_STORAGE}/quickstart")
+    problem = storage.directory_problem(root)
+    if problem is not None:
+        print(f"gansweep: --storage {problem}: give a directory or a bucket URI", file=sys.stderr)
+        return 2
     command = sys.argv if argv is None else ["sweeps/quickstart.py", *argv]
     hint = shlex.join(["python", *(a for a in command if a != "--resume")])  # a rerun resumes
     code = 0

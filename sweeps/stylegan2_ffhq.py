@@ -26,4 +26,4 @@ SWEEP = Sweep(
 )
 
 if __name__ == "__main__":
-    main(program=lambda args: run_with_profile(SWEEP, args), options=profile_option)
+    main(SWEEP, program=lambda args: run_with_profile(SWEEP, args), options=profile_option)

@@ -26,6 +26,7 @@ SWEEP = Sweep(
 
 if __name__ == "__main__":
     main(
+        SWEEP,
         program=lambda args: run_with_profile(SWEEP, args, profile_from="stylegan2_ffhq"),
         options=profile_option,
     )

@@ -25,12 +25,13 @@ from dataclasses import replace
 from analysis import storage
 from sweeps.engine import Cell, StepSizes, Sweep
 from sweeps.engine.cli import parser, run_from_args
-from sweeps.engine.driver import experiment_path
+from sweeps.engine.driver import experiment_path, storage_root
 from sweeps.engine.smoke import STYLEGAN2
 from sweeps.engine.tuner import EXIT_BAD_INPUT
 from sweeps.image_presets import GRIDS, smoke
 from trainers import experiments, optim
 
+EXIT_MISSING_FILE = 3
 TINY = STYLEGAN2  # 16 px, tiny channels (sweeps.engine.smoke)
 PROFILE_LABEL = "nsgda-profile"
 PROFILE_FILE = "profile.json"
@@ -142,6 +143,10 @@ def run_with_profile(
     """Stage 2 with ``--profile FILE``, else with the profile of the stage 1 named
     ``profile_from`` (another sweep's, e.g. FFHQ's for LSUN Church), else after running this
     sweep's own stage 1. Returns the exit code."""
+    problem = storage.directory_problem(storage_root(args.storage))
+    if problem is not None:
+        print(f"gansweep: --storage {problem}: give a directory or a bucket URI", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if args.profile is None and profile_from is not None:
         path = experiment_dir(profile_from + STAGE_ONE_SUFFIX, args)
         saved = storage.read_text(path, PROFILE_FILE)
@@ -156,6 +161,9 @@ def run_with_profile(
     elif args.profile is not None:
         try:
             profile = load_profile(args.profile)
+        except FileNotFoundError as e:
+            print(f"gansweep: --profile: {e}", file=sys.stderr)
+            return EXIT_MISSING_FILE
         except (OSError, ValueError) as e:
             print(f"gansweep: --profile: {e}", file=sys.stderr)
             return EXIT_BAD_INPUT

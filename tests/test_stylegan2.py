@@ -232,7 +232,7 @@ def test_profile_from_a_run_drives_nsgda(tmp_path):
 def test_profile_cli_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         profiles.main([str(tmp_path), "--out", str(tmp_path / "p.json")])
-    assert e.value.code == 2
+    assert e.value.code == 3  # a directory without a checkpoint: the file is missing
 
 
 def _ada_run(target: float, steps: int, **extra) -> list[float]:

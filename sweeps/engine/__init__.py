@@ -5,6 +5,7 @@ outcome = run(sweep, storage="runs")     # from a notebook: outcome.code, .table
 main(sweep)                              # from a script: the command line, then exit
 """
 
+from sweeps.engine import cli
 from sweeps.engine.cli import main
 from sweeps.engine.driver import run
 from sweeps.engine.smoke import default_smoke, smoke_version
@@ -18,6 +19,8 @@ from sweeps.engine.spec import (
     log_grid,
 )
 from sweeps.engine.tuner import Outcome
+
+cli.report_bad_declarations()  # a bad declaration in a script: its message and exit 2
 
 __all__ = [
     "Cell",

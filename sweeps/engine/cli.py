@@ -9,6 +9,7 @@ A script with options of its own adds them through ``main(..., options=..., prog
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -16,13 +17,20 @@ from typing import Any, NoReturn
 
 from sweeps.engine.driver import DEFAULT_STORAGE, run
 from sweeps.engine.smoke import smoke_version
-from sweeps.engine.spec import Sweep
-from sweeps.engine.tuner import Outcome
+from sweeps.engine.spec import Sweep, SweepError
+from sweeps.engine.tuner import EXIT_BAD_INPUT, Outcome
 
 
-def parser(description: str = "Run this sweep on Ray Tune (+ Optuna).") -> argparse.ArgumentParser:
-    """The engine's options; a script may add its own to the parser."""
-    p = argparse.ArgumentParser(description=description)
+def parser(
+    description: str = "Run this sweep on Ray Tune (+ Optuna).", epilog: str | None = None
+) -> argparse.ArgumentParser:
+    """The engine's options; a script may add its own to the parser. ``description`` and
+    ``epilog`` are shown as written (``describe`` gives a sweep's epilog)."""
+    p = argparse.ArgumentParser(
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--smoke", action="store_true", help="a tiny version that runs in minutes")
     p.add_argument("--address", default=None, help="Ray cluster address (default: local Ray)")
     p.add_argument(
@@ -34,6 +42,82 @@ def parser(description: str = "Run this sweep on Ray Tune (+ Optuna).") -> argpa
     )
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (default: all)")
     return p
+
+
+def describe(sweep: Sweep, smoke: Callable[[Sweep], Sweep] | None = None) -> str:
+    """The sweep in words, for ``--help``: experiment, metric, seeds, each cell's step sizes
+    and settings, the fixed keys, resources and how many trials it runs (and its smoke)."""
+    from sweeps.engine.objectives import OBJECTIVES
+
+    objective = OBJECTIVES.get(sweep.metric)
+    meaning = f" ({objective.meaning}; lower is better)" if objective else ""
+    lines = [
+        f"sweep {sweep.name!r}: experiment {sweep.experiment!r}, metric {sweep.metric!r}{meaning}",
+        f"tuning seeds: {_seeds(sweep.seeds)}; "
+        f"confirmation seeds (the chosen step size): {_seeds(sweep.confirmation_seeds())}",
+        "cells (each its own Optuna study; lr_G = lr, lr_D = lr * ratio):",
+    ]
+    width = max((len(c.name) for c in sweep.cells), default=0)
+    for cell in sweep.cells:
+        lrs = cell.lrs
+        if isinstance(lrs.grid, Sequence) and lrs.grid:
+            search = "grid " + ", ".join(f"{v:g}" for v in lrs.grid)
+        else:
+            search = f"TPE, {lrs.trials} trials, log-uniform in [{lrs.low}, {lrs.high}]"
+        if tuple(lrs.ratios) != (1.0,):
+            search += "; ratios " + ", ".join(f"{r:g}" for r in lrs.ratios)
+        extra = {"optimizer": cell.optimizer} if cell.label else {}
+        if cell.dataset:
+            extra["dataset"] = cell.dataset
+        extra.update(cell.overrides)
+        lines.append(f"  {cell.name:<{width}}  {search}" + (f"  {_short(extra)}" if extra else ""))
+    if sweep.fixed:
+        lines.append(f"fixed trainer keys: {_short(sweep.fixed)}")
+    res = sweep.resources
+    lines.append(
+        f"per trial: cpu={res.cpu:g}, gpu={res.gpu:g}"
+        + (f", {res.workers} workers" if res.workers > 1 else "")
+    )
+    if sweep.early_stopping.enabled:
+        lines.append(f"early stopping: {sweep.early_stopping.kind}")
+    try:
+        small = smoke_version(sweep, smoke).total_trials()
+        lines.append(f"trials: {sweep.total_trials()} (--smoke: {small})")
+    except Exception:  # a declaration that validate will refuse: show what can be shown
+        pass
+    return "\n".join(lines)
+
+
+def _seeds(seeds: Sequence[int]) -> str:
+    seeds = list(seeds)
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[0] + len(seeds))):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ", ".join(map(str, seeds)) or "none"
+
+
+def _short(mapping: dict[str, Any], limit: int = 100) -> str:
+    text = ", ".join(f"{k}={v!r}" for k, v in mapping.items())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def report_bad_declarations() -> None:
+    """Make a ``SweepError`` that escapes while a script is loaded (``log_grid(-1e-4, ...)``
+    at module level, before ``main`` runs) print its message and exit with code 2 rather
+    than a traceback. Other exceptions keep Python's own report."""
+    previous = sys.excepthook
+    if getattr(previous, "gansweep", False):
+        return
+
+    def hook(kind: type[BaseException], error: BaseException, tb: Any) -> None:
+        if issubclass(kind, SweepError):
+            print(f"gansweep: {error}", file=sys.stderr)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_BAD_INPUT)
+        previous(kind, error, tb)
+
+    hook.gansweep = True  # type: ignore[attr-defined]
+    sys.excepthook = hook
 
 
 def run_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -77,7 +161,9 @@ def main(
 
     ``options(parser)`` adds a script's own options; ``program(args)`` replaces the plain run
     of ``sweep`` (e.g. a sweep in two stages) and returns the exit code."""
-    p = parser()
+    script = sys.modules.get("__main__")
+    doc = (getattr(script, "__doc__", None) or "").strip() or "Run this sweep on Ray Tune."
+    p = parser(doc, describe(sweep, smoke) if sweep is not None else None)
     if options is not None:
         options(p)
     args = p.parse_args(argv)

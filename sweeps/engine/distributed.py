@@ -19,7 +19,7 @@ from ray import tune
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from sweeps.engine import trials
+from sweeps.engine import noise, trials
 from sweeps.engine.spec import Resources
 from sweeps.engine.trainable import ReportRows, resume_dir
 from trainers import experiments
@@ -46,6 +46,7 @@ def make_distributed_trainable(
     )
 
     def train_trial(config: dict[str, Any]) -> None:
+        noise.quiet_trial()
         cfg = trials.trainer_config(config)
         trainer = TorchTrainer(
             _worker,
@@ -67,6 +68,7 @@ def make_distributed_trainable(
 
 def _worker(config: dict[str, Any]) -> None:
     """One Train worker: trains its rank of the trial; every rank reports, rank 0 checkpoints."""
+    noise.quiet_trial()
     cfg = experiments.resolve_config(config["cfg"])
     context = ray.train.get_context()
     rank = context.get_world_rank()

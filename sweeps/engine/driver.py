@@ -11,7 +11,7 @@ import sys
 import time
 
 from analysis import storage
-from sweeps.engine import preflight, tuner
+from sweeps.engine import noise, preflight, tuner
 from sweeps.engine.spec import Sweep, SweepError
 from sweeps.engine.tuner import EXIT_BAD_INPUT, Outcome
 
@@ -39,7 +39,8 @@ def run(
     root = storage_root(storage)
     hint = resume_hint or f"run(<the same sweep {sweep.name!r}>, storage={root!r}, resume=True)"
     try:
-        preflight.check_options(max_concurrent)
+        preflight.check_options(max_concurrent, num_cpus)
+        preflight.check_storage(root)
         sweep.validate()
         if address is None:
             preflight.check_data(sweep)
@@ -86,6 +87,7 @@ def set_aside(root: str, name: str) -> str:
 def _start_ray(address: str | None, num_cpus: int | None) -> None:
     import ray
 
+    noise.quiet_driver()
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "16")
     # loggers are given explicitly (tuner._loggers); TensorBoard scalars come from the trials

@@ -24,6 +24,7 @@ class Objective:
     penalty: float
     meaning: str
     binary: bool = False  # 0 or 1 per seed (its table interval is Wilson's)
+    needs: tuple[str, ...] = ()  # the report keys it is computed from
 
     def of(self, report: dict[str, Any] | None, penalty: float | None = None) -> float:
         """The objective of a final report; the penalty when it diverged, failed or is missing."""
@@ -56,28 +57,36 @@ def _mode_kl(r: dict[str, Any]) -> float:
 OBJECTIVES: dict[str, Objective] = {
     o.name: o
     for o in (
-        Objective("fid", _fid, 500.0, "final FID (a diverged seed counts as 500)"),
+        Objective("fid", _fid, 500.0, "final FID (a diverged seed counts as 500)", needs=("fid",)),
         Objective(
             "miss_both",
             _miss_both,
             1.0,
             "1 unless the generator learnt both modes separately",
             binary=True,
+            needs=("verdict",),
         ),
         Objective(
             "modes_missed",
             _modes_missed,
             1.0,
             "share of the mixture's modes not covered at the end",
+            needs=("modes_covered", "modes_total"),
         ),
         Objective(
             "mode_kl",
             _mode_kl,
             5.0,
             "KL(mode histogram || uniform) at the end: 0 balanced, log K collapsed; diverged 5",
+            needs=("mode_kl",),
         ),
     )
 }
+
+
+def reported_by(experiment_reports: tuple[str, ...]) -> list[str]:
+    """The objectives an experiment reporting ``experiment_reports`` can be scored by."""
+    return [o.name for o in OBJECTIVES.values() if set(o.needs) <= set(experiment_reports)]
 
 
 def penalty_of(metric: str, penalty: float | None = None) -> float:

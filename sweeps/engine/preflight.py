@@ -15,9 +15,20 @@ SWEEP_RECORD = "sweep.json"
 DATA_CHECK_TIMEOUT_S = 600.0  # a cluster's data check waits this long for a worker node
 
 
-def check_options(max_concurrent: int | None) -> None:
-    if max_concurrent is not None and (not isinstance(max_concurrent, int) or max_concurrent < 1):
-        raise SweepError(f"max_concurrent {max_concurrent!r}: must be an integer >= 1")
+def check_options(max_concurrent: int | None, num_cpus: int | None = None) -> None:
+    for name, value in (("max_concurrent", max_concurrent), ("num_cpus", num_cpus)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise SweepError(f"{name} {value!r}: must be an integer >= 1")
+
+
+def check_storage(root: str) -> None:
+    """Refuse a storage of an unknown URI scheme, or a local one that is (or lies under) a
+    regular file."""
+    problem = storage.directory_problem(root)
+    if problem is not None:
+        raise SweepError(f"--storage {problem}: give a directory or a bucket URI")
 
 
 def check_place(sweep: Sweep, root: str, resume: bool) -> tuple[bool, bool]:

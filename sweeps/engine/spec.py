@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -61,6 +62,12 @@ class StepSizes:
         return len(self.grid) * len(self.ratios) if self.grid else self.trials
 
     def check(self, where: str) -> None:
+        for name in ("grid", "ratios"):
+            value = getattr(self, name)
+            if isinstance(value, (str, bytes)) or not isinstance(value, Sequence | np.ndarray):
+                raise SweepError(
+                    f"{where}: {name}={value!r} must be a list of numbers, e.g. {name}=[{value!r}]"
+                )
         values = list(self.grid) + [v for v in (self.low, self.high) if v is not None]
         values += list(self.ratios)
         bad = [
@@ -221,6 +228,16 @@ class Sweep:
     # stop a step size (all its seeds) early: EarlyStopping(kind="halving", ...); default none
     early_stopping: EarlyStopping = EarlyStopping()
 
+    def __post_init__(self) -> None:
+        # integer-like seeds (numpy integers, a range) as plain ints; others are left for
+        # ``validate`` to name
+        object.__setattr__(self, "seeds", as_ints(self.seeds))
+        confirm = self.confirm_seeds
+        if isinstance(confirm, np.integer):
+            object.__setattr__(self, "confirm_seeds", int(confirm))
+        elif not isinstance(confirm, (int, str)):
+            object.__setattr__(self, "confirm_seeds", as_ints(confirm))
+
     def confirmation_seeds(self) -> list[int]:
         """The confirmation seeds as a list: ``confirm_seeds`` itself, or for a count n the n
         integers after the largest tuning seed (tuning seeds 0-4 and n = 5: seeds 5-9)."""
@@ -242,12 +259,21 @@ class Sweep:
             )
         if self.metric not in OBJECTIVES:
             raise SweepError(f"metric {self.metric!r} is unknown; allowed: {', '.join(OBJECTIVES)}")
+        reports = experiments.EXPERIMENTS[self.experiment].reports
+        if not set(OBJECTIVES[self.metric].needs) <= set(reports):
+            scored = [o.name for o in OBJECTIVES.values() if set(o.needs) <= set(reports)]
+            raise SweepError(
+                f"metric {self.metric!r}: the {self.experiment!r} experiment never reports "
+                f"{', '.join(OBJECTIVES[self.metric].needs)}; its metrics: {', '.join(scored)}"
+            )
         if not self.cells:
             raise SweepError("a sweep needs at least one cell (optimizer)")
+        if isinstance(self.seeds, (str, bytes)) or not isinstance(self.seeds, Sequence):
+            raise SweepError(f"seeds {self.seeds!r}: give a list of distinct integers >= 0")
         if len(self.seeds) == 0:
             raise SweepError("seeds is empty: a sweep needs at least one seed")
         if len(set(self.seeds)) != len(self.seeds) or any(
-            not isinstance(s, int) or s < 0 for s in self.seeds
+            isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.seeds
         ):
             raise SweepError(f"seeds {list(self.seeds)!r} must be distinct integers >= 0")
         self._check_confirm_seeds()
@@ -320,6 +346,19 @@ class Sweep:
         confirmation seed."""
         tuning = sum(c.lrs.size() for c in self.cells) * len(self.seeds)
         return tuning + len(self.cells) * len(self.confirmation_seeds())
+
+
+def as_ints(values: Any) -> Any:
+    """``values`` as a list of plain ints when every one is integer-like (``operator.index``:
+    ints, numpy integers; not bools or floats), else unchanged."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence | np.ndarray):
+        return values
+    try:
+        if any(isinstance(v, (bool, np.bool_)) for v in values):
+            return values
+        return [operator.index(v) for v in values]
+    except TypeError:
+        return values
 
 
 # What a resume compares: everything that decides which trials run and what they compute.

@@ -11,7 +11,7 @@ from typing import Any
 import ray
 from ray import tune
 
-from sweeps.engine import trials
+from sweeps.engine import noise, trials
 from sweeps.engine.objectives import OBJECTIVES
 from sweeps.engine.searcher import OBJECTIVE
 from trainers import experiments
@@ -52,6 +52,7 @@ def make_trainable(metric: str, penalty: float | None):
     """A Tune function trainable that trains one trial and reports ``objective`` with each row."""
 
     def train_trial(config: dict[str, Any]) -> None:
+        noise.quiet_trial()
         cfg = trials.trainer_config(config)
         cfg = experiments.resolve_config(cfg)
         rows = ReportRows(metric, penalty)

@@ -50,8 +50,36 @@ def check_data(cfg: Mapping[str, Any]) -> None:
 
 
 def build(cfg: Mapping[str, Any]) -> Experiment:
-    """Build the experiment of a resolved config (models initialised from ``cfg['seed']``)."""
-    return spec(cfg["experiment"]).build(dict(cfg))
+    """Build the experiment of a resolved config (models initialised from ``cfg['seed']``).
+
+    What only building can check (a scale profile against the model's layers, an optimizer
+    option's value) raises ``ConfigError`` naming ``optimizer_options``."""
+    try:
+        return spec(cfg["experiment"]).build(dict(cfg))
+    except ConfigError:
+        raise
+    except ValueError as e:
+        if not _from_optimizer(e):
+            raise
+        raise OptionsError(cfg.get("optimizer_options"), str(e)) from None
+
+
+class OptionsError(ConfigError):
+    """``optimizer_options`` that ``trainers.optim`` refused when building (exit code 2)."""
+
+    def __init__(self, options: Any, reason: str) -> None:
+        ValueError.__init__(self, f"config key 'optimizer_options': {reason}")
+        self.key, self.value, self.allowed = "optimizer_options", options, reason
+
+
+def _from_optimizer(error: ValueError) -> bool:
+    """Whether ``error`` was raised inside ``trainers.optim`` (the options' checks)."""
+    tb = error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_globals.get("__name__", "").startswith("trainers.optim"):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 __all__ = [

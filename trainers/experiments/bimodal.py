@@ -68,6 +68,7 @@ class BimodalSpec(ExperimentSpec):
     """``experiment: "bimodal"``."""
 
     name = "bimodal"
+    reports = ("verdict", "modes_covered", "modes_total")
     fields = FIELDS
 
     def optimizer_defaults(self, optimizer: str) -> dict[str, Any]:

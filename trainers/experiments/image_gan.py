@@ -141,6 +141,8 @@ class ImageGANSpec(ExperimentSpec):
     """What the image experiments' specs share: a per-optimizer ``defaults`` table (see
     ``optimizer_table``), the image sizes the networks take (``resolutions``), data on disk."""
 
+    reports = ("fid",)
+
     defaults: ClassVar[dict[str, dict[str, Any]]]
     resolutions: ClassVar[tuple[int, ...]]
 

@@ -2,7 +2,8 @@
 
 The game is the saturating minimax one: D maximises V = E log D(x) + E log(1 - D(G(z))), G
 minimises V + gd_reg * ||grad_D V||^2 (the norm over all of D's parameters, differentiated
-through: double backprop). ``gd_reg = 0`` is the plain GAN; any optimizer of ``trainers.optim``
+through: double backprop). ``gd_reg = 0`` (the default) is the plain GAN; the regulariser is a
+variant a config or a sweep cell names explicitly (``"gd_reg": 0.5``, N&K's eta); any optimizer of ``trainers.optim``
 may drive either player.
 
 Updates (``updates``): every iteration draws one real and one latent batch. ``alternating``
@@ -47,7 +48,9 @@ FIELDS: dict[str, Field] = {
     "hidden": Field(128, int, low=1),
     "init_gain": Field(0.8, float, positive=True, help="orthogonal init gain"),
     "input_scale": Field(0.25, float, positive=True, help="D multiplies its input by this"),
-    "gd_reg": Field(0.5, float, low=0.0, help="eta of the GD-regulariser; 0 turns it off"),
+    "gd_reg": Field(
+        0.0, float, low=0.0, help="eta of the GD-regulariser (N&K use 0.5); 0, the default: off"
+    ),
     "g_loss": Field("saturating", str, choices=tuple(minimax.G_LOSSES)),
     "updates": Field("alternating", str, choices=UPDATES),
     "eval_samples": Field(10_000, int, low=1),
@@ -198,6 +201,7 @@ class MixtureOfGaussiansSpec(ExperimentSpec):
     """``experiment: "mog"``."""
 
     name = "mog"
+    reports = ("modes_covered", "modes_total", "hq_fraction", "mode_kl")
     fields = FIELDS
 
     def optimizer_defaults(self, optimizer: str) -> dict[str, Any]:

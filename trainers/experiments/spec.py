@@ -12,12 +12,14 @@ from trainers.experiments.base import Experiment
 class ExperimentSpec:
     """One kind of experiment (``experiment: <name>`` in a config).
 
-    Subclasses set ``name`` and ``fields`` (the keys beyond ``config.common_fields``) and
+    Subclasses set ``name``, ``reports`` and ``fields`` (the keys beyond ``config.common_fields``) and
     implement ``build``; the defaults of the other methods accept everything.
     """
 
     name: ClassVar[str]
     fields: ClassVar[Mapping[str, Field]]
+    # the task metrics every final report holds (what a sweep's objective may be made of)
+    reports: ClassVar[tuple[str, ...]] = ()
 
     def optimizer_defaults(self, optimizer: str) -> dict[str, Any]:
         """Config values that depend on the optimizer (step sizes, its options)."""

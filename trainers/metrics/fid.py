@@ -219,9 +219,15 @@ class Statistics:
 
 def frechet(a: Statistics, b: Statistics) -> float:
     """clean-fid's Frechet distance between two feature Gaussians."""
+    import warnings
+
     from cleanfid.fid import frechet_distance  # clean-fid imports torchvision: only when used
 
-    return float(frechet_distance(a.mu, a.sigma, b.mu, b.sigma))
+    # with fewer samples than feature dimensions (small evaluations, smokes) the covariances
+    # are singular (or nearly) and scipy's sqrtm says so each time; clean-fid's result stands
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Matrix is (singular|ill-conditioned)")
+        return float(frechet_distance(a.mu, a.sigma, b.mu, b.sigma))
 
 
 def kid(feats: np.ndarray, reference: Statistics, seed: int = 0) -> float | None:

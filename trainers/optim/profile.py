@@ -82,12 +82,27 @@ def run_profile(run_dir: str | os.PathLike, player: str | None = None) -> dict[s
     )
 
     run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise FileNotFoundError(f"{str(run_dir)!r} does not exist")
     if (run_dir / checkpoint.STATE).is_file():  # one checkpoint
         return checkpoint_profile(run_dir, player)
-    ckpt = checkpoint.latest(run_dir / CHECKPOINTS)
+    ckpt = checkpoint.latest(run_dir / CHECKPOINTS) or newest_tune_checkpoint(run_dir)
     if ckpt is None:
-        raise FileNotFoundError(f"{str(run_dir)!r} has no checkpoint under {CHECKPOINTS}/")
+        raise FileNotFoundError(
+            f"{str(run_dir)!r} has no checkpoint: neither {CHECKPOINTS}/step_* (python -m "
+            f"trainers run) nor checkpoint_* (a Tune trial) holding {checkpoint.STATE}"
+        )
     return checkpoint_profile(ckpt, player)
+
+
+def newest_tune_checkpoint(trial_dir: Path) -> Path | None:
+    """The newest ``checkpoint_<n>`` of a Tune trial directory that holds a trainer state."""
+    found = [
+        d
+        for d in trial_dir.glob("checkpoint_*")
+        if d.name[len("checkpoint_") :].isdigit() and (d / checkpoint.STATE).is_file()
+    ]
+    return max(found, key=lambda d: int(d.name[len("checkpoint_") :]), default=None)
 
 
 def checkpoint_profile(ckpt: str | os.PathLike, player: str | None = None) -> dict[str, float]:
@@ -116,10 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="the JSON profile to write")
     parser.add_argument("--player", default=None, help="only this player, bare layer names")
     args = parser.parse_args(argv)
+    out = Path(args.out)
+    if out.is_dir() or not out.parent.is_dir():
+        parser.exit(2, f"error: --out {args.out!r} must be a file in an existing directory\n")
     try:
         profile = run_profile(args.run_dir, args.player)
-        path = save_scale_profile(profile, args.out)
-    except (FileNotFoundError, ValueError) as e:
+        path = save_scale_profile(profile, out)
+    except FileNotFoundError as e:
+        parser.exit(3, f"error: {e}\n")
+    except ValueError as e:
         parser.exit(2, f"error: {e}\n")
     print(f"wrote {len(profile)} layer scales to {path}")
     return 0

@@ -21,6 +21,7 @@ from trainers.metrics.dynamics import Dynamics
 from trainers.trial import checkpoint
 
 OnReport = Callable[[dict[str, Any], "Path | None"], None]
+PROGRESS_EVERY_S = 5.0  # at most one progress line per this many seconds (and the last one)
 
 
 @dataclass
@@ -50,6 +51,9 @@ def train(
     from then on. With ``resume`` (a checkpoint directory) the run continues exactly where
     that checkpoint was taken; a finished run returns its last report without training.
     ``on_figures(step, {name: Figure})`` receives the experiment's figures at each evaluation.
+    ``progress(line)`` gets the first report's line, then at most one per ``PROGRESS_EVERY_S``
+    seconds, and the final one (a short trial of many evaluations prints a few lines, not one
+    per evaluation).
     """
     if cfg.get("threads"):
         torch.set_num_threads(cfg["threads"])
@@ -71,6 +75,7 @@ def train(
     loss_sum: dict[str, torch.Tensor] = {}
     count = 0
     tic = time.perf_counter()
+    shown = -math.inf  # when the last progress line was printed
     while state.step < steps:
         losses = exp.train_step()
         state.step += 1
@@ -123,8 +128,9 @@ def train(
             if final and not diverged:
                 _save_samples(exp, ckpt, state.step)
         on_report(report, ckpt)
-        if progress is not None:
+        if progress is not None and (final or time.monotonic() - shown >= PROGRESS_EVERY_S):
             progress(_progress_line(cfg, report, steps))
+            shown = time.monotonic()
         if final:
             break
     return state.last

@@ -10,6 +10,7 @@ results file never holds a row twice and never loses one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -30,12 +31,17 @@ IMAGES = "images"
 
 
 def load_config(text_or_path: str) -> dict[str, Any]:
-    """Parse CONFIG: a JSON file's path or inline JSON. Raises ConfigError when unreadable."""
+    """Parse CONFIG: a JSON file's path or inline JSON. Raises ConfigError when unreadable,
+    FileNotFoundError when the file does not exist."""
     source = text_or_path
     if not text_or_path.lstrip().startswith("{"):
         path = Path(text_or_path)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"config file {text_or_path!r} does not exist (give a JSON file or inline JSON)"
+            )
         if not path.is_file():
-            raise ConfigError("<config>", text_or_path, "a JSON file that exists, or inline JSON")
+            raise ConfigError("<config>", text_or_path, "a JSON file, or inline JSON")
         source = path.read_text()
     try:
         config = json.loads(source)
@@ -83,26 +89,24 @@ def run_trial(
     """Train (or resume) the trial of ``config`` in directory ``out``; return its last report."""
     cfg = experiments.resolve_config(config)
     out = Path(out)
+    for place in (out, *out.parents):
+        if place.exists():
+            if not place.is_dir():
+                raise ConfigError("--out", str(out), f"a directory ({place} is a file)")
+            break
     trial_file = out / TRIAL
     if trial_file.exists():
-        previous = json.loads(trial_file.read_text())["config"]
-        if previous != json.loads(json.dumps(cfg)):
-            diff = sorted(k for k in set(cfg) | set(previous) if cfg.get(k) != previous.get(k))
-            raise ConfigError(
-                diff[0],
-                cfg.get(diff[0]),
-                f"the value this directory's trial was started with ({previous.get(diff[0])!r}); "
-                "use another --out for another config",
-            )
+        check_same_config(config, cfg, json.loads(trial_file.read_text()))
+    made = [p for p in (out, *out.parents) if not p.exists()]  # removed again on a bad config
     out.mkdir(parents=True, exist_ok=True)
-    if not trial_file.exists():
-        write_json_atomic(trial_file, {"config": cfg, **provenance.record()})
+    fresh = not trial_file.exists()
+    if fresh:
+        write_json_atomic(trial_file, {"config": cfg, "given": config, **provenance.record()})
 
     results = out / RESULTS
-    latest = checkpoint.latest(out / CHECKPOINTS)
+    latest, rows = readable_checkpoint(out / CHECKPOINTS)
     resumed_at = checkpoint.step_of(latest) if latest is not None else 0
     if latest is not None:
-        rows = checkpoint.read(latest)["loop"]["reports"]
         truncate_results(results, rows)
         if not quiet:
             print(
@@ -147,8 +151,65 @@ def run_trial(
         )
     except KeyboardInterrupt:
         raise Interrupted(reached["step"], reached["checkpoint"]) from None
+    except ConfigError:  # found only when building (a scale profile against the layers)
+        if fresh and not results.exists():
+            trial_file.unlink(missing_ok=True)
+            shutil.rmtree(scratch, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                (out / CHECKPOINTS).rmdir()
+            for place in made:  # innermost first: only the empty directories made here
+                with contextlib.suppress(OSError):
+                    place.rmdir()
+        raise
     shutil.rmtree(scratch, ignore_errors=True)
     return last
+
+
+def check_same_config(given: dict[str, Any], cfg: dict[str, Any], trial: dict[str, Any]) -> None:
+    """Refuse to continue a trial directory with another config (ConfigError naming the keys
+    the user changed, not the defaults that follow from them)."""
+    previous = trial["config"]
+    if previous == json.loads(json.dumps(cfg)):
+        return
+    before = trial.get("given")  # the user's own keys (absent in older trial.json)
+    now = json.loads(json.dumps(given))
+    if before is not None:
+        changed = sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
+    else:
+        changed = sorted(k for k in now if now[k] != previous.get(k))
+    if not changed:  # only defaults moved (another gansweep version): name those
+        changed = sorted(k for k in set(cfg) | set(previous) if cfg.get(k) != previous.get(k))
+    words = "; ".join(
+        f"{k}: {(before or previous).get(k, '(unset)')!r} -> {now.get(k, '(unset)')!r}"
+        for k in changed
+    )
+    raise ConfigError(
+        changed[0],
+        now.get(changed[0], cfg.get(changed[0])),
+        f"the config this directory's trial was started with; changed: {words}. "
+        "Use another --out for another config",
+    )
+
+
+def readable_checkpoint(root: Path) -> tuple[Path | None, int]:
+    """The newest checkpoint under ``root`` that loads, and the rows it says were written.
+    A newer one that does not load (cut short, corrupt) is renamed ``corrupt-<name>`` with a
+    warning naming it; the trial resumes from the one before (or the start)."""
+    while True:
+        latest = checkpoint.latest(root)
+        if latest is None:
+            return None, 0
+        try:
+            return latest, int(checkpoint.read(latest)["loop"]["reports"])
+        except Exception as e:  # torch's errors for a damaged zip vary: any failure to load
+            aside = latest.with_name("corrupt-" + latest.name)
+            os.replace(latest, aside)
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            print(
+                f"warning: checkpoint {latest / checkpoint.STATE} does not load ({reason}); "
+                f"moved to {aside}, resuming from the checkpoint before it",
+                file=sys.stderr,
+            )
 
 
 class Interrupted(Exception):

@@ -1,0 +1,266 @@
+"""Bad input at a sweep's doors (every ``sweeps/*.py`` flag, a script's declaration, the
+engine's checks): exit 2 (3 for a missing file) with a message naming the value, before Ray
+starts or a file is written; ``--help`` describes the sweep; the smokes keep their data's shape;
+Ray's routine notices are silenced and its real warnings are not."""
+
+from __future__ import annotations
+
+import logging
+import runpy
+import subprocess
+import sys
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sweeps.engine import Cell, StepSizes, Sweep, SweepError, noise, run
+from sweeps.engine.spec import record
+
+ROOT = Path(__file__).resolve().parents[1]
+ENGINE_SCRIPTS = [
+    "dcgan_cifar10_ratio",
+    "wgangp_cifar10",
+    "wgangp_stl10",
+    "stylegan2_ffhq",
+    "stylegan2_lsun_church",
+]
+
+
+def script(name: str, *argv: str) -> int:
+    """Run ``sweeps/<name>.py`` in this process as ``__main__``; its exit code."""
+    before = sys.argv
+    sys.argv = [f"sweeps/{name}.py", *argv]
+    try:
+        runpy.run_path(str(ROOT / "sweeps" / f"{name}.py"), run_name="__main__")
+    except SystemExit as stop:
+        return int(stop.code or 0)
+    finally:
+        sys.argv = before
+    return 0
+
+
+def mog_sweep(**kw) -> Sweep:
+    base = Sweep(
+        name="doors",
+        experiment="mog",
+        cells=[Cell("adam", StepSizes(grid=(1e-4,)))],
+        seeds=[0, 1],
+        metric="mode_kl",
+    )
+    return replace(base, **kw)
+
+
+@pytest.mark.parametrize("storage", ["foo://bucket/runs", "AFILE", "AFILE/under"])
+def test_a_storage_that_cannot_hold_a_sweep_exits_2_before_ray_starts(tmp_path, capsys, storage):
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    storage = storage.replace("AFILE", str(afile))
+    assert script("wgangp_cifar10", "--smoke", "--storage", storage) == 2
+    err = capsys.readouterr().err
+    assert "--storage" in err and (storage.split("/")[0] if "://" in storage else "file") in err
+    assert "Traceback" not in err
+    assert afile.read_text() == "mine"
+    import ray
+
+    assert not ray.is_initialized()
+
+
+def test_the_quickstart_refuses_a_storage_that_is_a_file(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    assert script("quickstart", "--smoke", "--storage", str(afile)) == 2
+    assert "is a file" in capsys.readouterr().err and afile.read_text() == "mine"
+
+
+def test_a_missing_profile_file_exits_3(tmp_path, capsys):
+    code = script(
+        "stylegan2_ffhq", "--smoke", "--storage", str(tmp_path), "--profile", str(tmp_path / "p")
+    )
+    assert code == 3 and "does not exist" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_metric_the_experiment_never_reports_is_refused_before_work(tmp_path):
+    outcome = run(mog_sweep(metric="fid"), storage=str(tmp_path / "runs"))
+    assert outcome.code == 2
+    assert "never reports fid" in outcome.error and "mode_kl" in outcome.error
+    assert not (tmp_path / "runs").exists()
+    for metric in ("mode_kl", "modes_missed"):
+        mog_sweep(metric=metric).validate()
+    with pytest.raises(SweepError, match="'bimodal' experiment never reports mode_kl"):
+        mog_sweep(experiment="bimodal", cells=[Cell("nsgda", StepSizes(grid=(1e-3,)))]).validate()
+
+
+def test_num_cpus_must_be_at_least_one(tmp_path):
+    outcome = run(mog_sweep(), storage=str(tmp_path / "runs"), num_cpus=0)
+    assert outcome.code == 2 and "num_cpus 0" in outcome.error
+
+
+def test_integer_like_seeds_are_accepted_as_ints():
+    sweep = mog_sweep(seeds=np.arange(2), confirm_seeds=np.array([5, 6]))
+    sweep.validate()
+    assert sweep.seeds == [0, 1] and sweep.confirmation_seeds() == [5, 6]
+    assert all(type(s) is int for s in sweep.seeds)
+    assert record(sweep) == record(mog_sweep(confirm_seeds=[5, 6]))  # a resume sees no change
+    assert mog_sweep(seeds=range(2)).seeds == [0, 1]
+    for bad in ([0.5, 1], [True, 2], [-1, 0], "01"):
+        with pytest.raises(SweepError, match="seeds"):
+            mog_sweep(seeds=bad).validate()
+
+
+def test_a_step_size_grid_that_is_not_a_list_is_named():
+    with pytest.raises(
+        SweepError, match=r"grid=0.001 must be a list of numbers, e.g. grid=\[0.001\]"
+    ):
+        mog_sweep(cells=[Cell("adam", StepSizes(grid=1e-3))]).validate()
+    with pytest.raises(SweepError, match="ratios=2"):
+        mog_sweep(cells=[Cell("adam", StepSizes(grid=(1e-3,), ratios=2))]).validate()
+
+
+BAD_SCRIPT = """
+from sweeps.engine import Cell, StepSizes, Sweep, log_grid, main
+
+SWEEP = Sweep("bad", "mog", [Cell("adam", StepSizes(grid=log_grid(-1e-4, 1e-2, 3)))], [0], "mode_kl")
+main(SWEEP)
+"""
+
+
+def test_a_bad_declaration_at_script_load_exits_2_without_a_traceback(tmp_path):
+    path = tmp_path / "bad_sweep.py"
+    path.write_text(BAD_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(path), "--storage", str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "log_grid(-0.0001, 0.01, 3)" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("name", ENGINE_SCRIPTS)
+def test_every_sweep_scripts_help_describes_the_sweep(name, capsys):
+    assert script(name, "--help") == 0
+    text = capsys.readouterr().out
+    sweep = runpy.run_path(str(ROOT / "sweeps" / f"{name}.py"))["SWEEP"]
+    assert f"metric {sweep.metric!r}" in text
+    assert "tuning seeds:" in text and "confirmation seeds" in text
+    for cell in sweep.cells:
+        assert cell.name in text
+        assert ", ".join(f"{v:g}" for v in cell.lrs.grid) in text
+    for flag in ("--smoke", "--storage", "--resume", "--max-concurrent", "--num-cpus"):
+        assert flag in text
+    if name.startswith("stylegan2"):
+        assert "--profile" in text
+    assert "trials:" in text and "--smoke:" in text
+
+
+def test_the_quickstart_and_local_studies_help_say_what_they_run(capsys):
+    assert script("quickstart", "--help") == 0
+    text = capsys.readouterr().out
+    assert "sweep 'bimodal'" in text and "sweep 'mog'" in text and "gd_reg=0.5" in text
+    for name, flags in (("mog_gdreg", ("--etas", "--seeds", "--steps")), ("bimodal_theory", ())):
+        assert script(name, "--help") == 0
+        text = capsys.readouterr().out
+        assert all(flag in text for flag in ("--seeds", "--workers", "--out", *flags))
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--seeds", "0"], "--seeds: '0': must be >= 1"),
+        (["--workers", "0"], "--workers: '0': must be >= 1"),
+        (["--etas", "-1"], "--etas: '-1': must be >= 0"),
+        (["--optimizers", "bogus", "--smoke"], "'bogus' is not allowed"),
+        (["--out", "AFILE", "--smoke"], "lies under the file"),
+    ],
+)
+def test_the_local_studies_refuse_bad_flags(tmp_path, capsys, argv, words):
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    argv = [a.replace("AFILE", str(afile)) for a in argv]
+    if "--out" not in argv:
+        argv += ["--out", str(tmp_path / "out")]
+    assert script("mog_gdreg", *argv) == 2
+    assert words in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and afile.read_text() == "mine"
+
+
+def test_the_stl10_smoke_trains_at_48_px_and_cifar10s_at_32():
+    import torch
+
+    from sweeps.engine import smoke_version
+    from trainers import models
+    from trainers.experiments.image_gan import resolution_of
+
+    sizes = {}
+    for name in ("wgangp_cifar10", "wgangp_stl10"):
+        small = smoke_version(
+            runpy.run_path(str(ROOT / "sweeps" / f"{name}.py"))["SWEEP"],
+            runpy.run_path(str(ROOT / "sweeps" / "image_presets.py"))["smoke"],
+        )
+        small.validate()
+        (cfg, *_) = small.data_configs().values()
+        G, _ = models.build(cfg["model"], resolution=resolution_of(cfg), z_dim=8, width=0.125)
+        sizes[name] = (cfg["dataset"], G(torch.randn(2, 8)).shape[-1])
+    assert sizes == {"wgangp_cifar10": ("generated", 32), "wgangp_stl10": ("generated", 48)}
+
+
+def test_the_quickstart_mog_cells_name_the_regulariser_explicitly():
+    from trainers import experiments
+
+    mog = runpy.run_path(str(ROOT / "sweeps" / "quickstart.py"))["MOG"]
+    trained = {}
+    for cell in mog.cells:
+        assert "gd_reg" in cell.overrides  # never the experiment's default
+        cfg = experiments.resolve_config(mog.trial_config(cell, cell.lrs.grid[0], 1.0, 0))
+        trained[cell.name] = (cfg["optimizer"], cfg["gd_reg"], cfg["lr_d"])
+    assert trained == {
+        "adam+gd_reg": ("adam", 0.5, 1e-4),
+        "adam": ("adam", 0.0, 1e-4),
+        "nsgda": ("nsgda", 0.0, 1e-3),
+    }
+
+
+def test_ray_notices_are_silenced_and_real_warnings_kept(monkeypatch, caplog):
+    from ray._private.authentication import authentication_token_setup as auth
+
+    monkeypatch.delenv(noise.SNAPSHOT_WARNING_ENV, raising=False)
+    noise.quiet_driver()
+    noise.quiet_driver()  # twice: one filter
+    import os
+
+    assert os.environ[noise.SNAPSHOT_WARNING_ENV] == "0"
+    logger = logging.getLogger(noise.AUTH_LOGGER)
+    assert sum(isinstance(f, noise.DropMessages) for f in logger.filters) == 1
+    with caplog.at_level(logging.WARNING, logger=noise.AUTH_LOGGER):
+        auth._warn_token_auth_enabled()  # Ray's own notice, as ray.init prints it
+        auth._warn_token_auth_disabled()  # a real warning: stays
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1 and "disabled" in messages[0]
+    noise.quiet_trial()
+    for name in noise.CHECKPOINT_LOGGERS:
+        assert not logging.getLogger(name).isEnabledFor(logging.INFO)
+        assert logging.getLogger(name).isEnabledFor(logging.WARNING)
+
+
+def test_a_small_sample_fid_does_not_warn_about_a_singular_matrix():
+    from trainers.metrics import fid
+
+    rng = np.random.default_rng(0)
+    stats = []
+    for _ in range(2):  # few samples, and features that are always 0 (ReLU): singular
+        feats = np.maximum(rng.normal(size=(8, 16)), 0.0)
+        feats[:, :4] = 0.0
+        stats.append(fid.Statistics(feats.mean(0), np.cov(feats, rowvar=False), 8))
+    a, b = stats
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = fid.frechet(a, b)
+    assert np.isfinite(value) and value > 0
+    assert not [w for w in caught if "singular" in str(w.message)]
