@@ -155,14 +155,15 @@ def test_a_resume_with_other_studies_is_refused(finished, capsys):
     assert not (storage / "other.db").exists()
 
 
-SCRIPT = """
+SCRIPT = f"""
 from sweeps.engine import Cell, StepSizes, Sweep, main
+CELLS = {CELLS!r}
 main(Sweep(
     name="sqlwatch", experiment="bimodal", metric="miss_both", seeds=[0, 1],
-    fixed={"steps": 200, "eval_every": 100, "checkpoint_every": 100},
-    cells=[Cell(c, StepSizes(grid=g)) for c, g in %r.items()],
+    fixed={{"steps": 200, "eval_every": 100, "checkpoint_every": 100}},
+    cells=[Cell(c, StepSizes(grid=g)) for c, g in CELLS.items()],
 ))
-""" % (CELLS,)
+"""
 
 
 def launch(tmp: Path, *extra: str, fault: str = "") -> subprocess.Popen:

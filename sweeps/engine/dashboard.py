@@ -14,7 +14,7 @@ from typing import Any
 
 from sweeps.engine.spec import SweepError
 
-HOST = "127.0.0.1"  # never 0.0.0.0: whoever reaches the dashboard can run code on the cluster
+HOST = "127.0.0.1"  # this machine only: whoever reaches the dashboard can run code on Ray
 PORT = 8265  # Ray's default
 
 
