@@ -166,7 +166,8 @@ def test_ray_job_submit_runs_a_smoke_sweep(head, tmp_path):
     summary = (storage / small.name / "summary.md").read_text()
     assert summary.strip() in logs  # the table the job printed is the one it saved
     trials = list((storage / small.name).glob("*/result.json"))
-    assert len(trials) == len(small.seeds) + len(small.confirmation_seeds())
+    declared = sum(c.lrs.size() * len(small.seeds) for c in small.cells)
+    assert len(trials) == declared + len(small.cells) * len(small.confirmation_seeds())
     for result in trials:  # an image GAN's HParams line has its final FID
         last = json.loads(result.read_text().splitlines()[-1])
         board = EventAccumulator(str(result.parent)).Reload()
