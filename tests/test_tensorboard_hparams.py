@@ -46,7 +46,10 @@ def finished(tmp_path_factory):
         seeds=[0],
         confirm_seeds=1,
         fixed={"steps": 200, "eval_every": 100, "checkpoint_every": 100},
-        cells=[Cell("sgda", StepSizes(grid=(0.1, 1.0))), Cell("nsgda", StepSizes(grid=(1e-3,)))],
+        cells=[
+            Cell("sgda", StepSizes(grid=(0.1, 1.0))),
+            Cell("nsgda", StepSizes(grid=(1e-3,), ratios=(2.0,))),
+        ],
     )
     outcome = run(sweep, storage=str(tmp_path_factory.mktemp("runs")), num_cpus=2)
     assert outcome.code == 0
@@ -56,7 +59,7 @@ def finished(tmp_path_factory):
 def test_each_trial_has_its_hparams_row_with_its_final_objective(finished):
     dirs = [p.parent for p in Path(finished.path).glob("*/result.json")]
     assert len(dirs) == 5  # 3 step sizes x seed 0, and each cell's choice on seed 1
-    stages = []
+    stages, seen = [], []
     for trial_dir in dirs:
         rows = [json.loads(x) for x in (trial_dir / "result.json").read_text().splitlines()]
         config = json.loads((trial_dir / "params.json").read_text())
@@ -75,4 +78,6 @@ def test_each_trial_has_its_hparams_row_with_its_final_objective(finished):
         assert last.step == rows[-1]["step"] == 200
         assert last.value == pytest.approx(rows[-1]["objective"])
         stages.append(params["stage"])
+        seen.append(params)
     assert sorted(stages) == ["confirm", "confirm", "tune", "tune", "tune"]
+    assert any(p["lr_d"] == pytest.approx(2 * p["lr_g"]) for p in seen)  # nsgda's ratio 2
