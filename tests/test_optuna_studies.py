@@ -132,6 +132,7 @@ def test_optuna_dashboard_lists_every_cells_study(finished):
     [
         ("redis://localhost/0", "unknown database 'redis'"),
         ("studies.db", "not a URL"),
+        ("postgresql+nosuchdriver://host/db", "the database driver is not installed"),
         ("sqlite://", "must be a file that outlives the sweep"),
         ("sqlite:////nowhere/at/all/studies.db", "the folder /nowhere/at/all does not exist"),
     ],
