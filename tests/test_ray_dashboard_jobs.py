@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -65,6 +66,15 @@ def test_dashboard_serves_the_sweep_as_a_job_on_localhost_only(tmp_path, capsys)
         assert listening(port) == {dashboard.HOST}
         jobs = JobSubmissionClient(f"http://127.0.0.1:{port}").list_jobs()
         assert any(j.type.name == "DRIVER" and j.entrypoint for j in jobs)  # this very sweep
+        # a second sweep of the process (as the quickstart runs two) keeps its Ray and port
+        again = run(
+            replace(sweep, name="dash2"),
+            storage=str(tmp_path / "runs"),
+            num_cpus=2,
+            dashboard_port=port,
+        )
+        assert again.code == 0
+        assert f"Ray dashboard at http://127.0.0.1:{port}" in capsys.readouterr().err
     finally:
         ray.shutdown()
 

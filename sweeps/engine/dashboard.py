@@ -30,6 +30,10 @@ def check(address: str | None, port: int | None) -> None:
         )
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise SweepError(f"--dashboard-port {port!r}: must be an integer from 1 to 65535")
+    import ray
+
+    if ray.is_initialized():  # a second sweep of this process (the quickstart's) keeps its Ray
+        return
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         try:
             s.bind((HOST, port))
@@ -50,9 +54,16 @@ def init_options(address: str | None, port: int | None) -> dict[str, Any]:
     return {"include_dashboard": True, "dashboard_host": HOST, "dashboard_port": port}
 
 
-def announce(context: Any) -> None:
-    """Print where the dashboard is and what it shows."""
+def announce(context: Any, port: int | None) -> None:
+    """Print where the dashboard is and what it shows (or that this process's Ray, started
+    before, has none)."""
     url = getattr(context, "dashboard_url", None)
+    if port is not None and not url:
+        print(
+            "gansweep: --dashboard: Ray already runs in this process without a dashboard; "
+            "call ray.shutdown() first for one",
+            file=sys.stderr,
+        )
     if not url:
         return
     print(

@@ -108,7 +108,7 @@ def _start_ray(address: str | None, num_cpus: int | None, dashboard_port: int | 
         ignore_reinit_error=True,
         **dashboard.init_options(address, dashboard_port),
     )
-    dashboard.announce(context)
+    dashboard.announce(context, dashboard_port if address is None else None)
 
 
 def _refused(error: SweepError) -> Outcome:
