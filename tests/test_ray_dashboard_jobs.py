@@ -14,6 +14,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
@@ -149,6 +151,9 @@ def test_ray_job_submit_runs_a_smoke_sweep(head, tmp_path):
 
     address, dash = head
     assert listening(dash) == {"127.0.0.1"}
+    with pytest.raises(urllib.error.HTTPError) as refused:  # the Jobs API wants the token
+        urllib.request.urlopen(f"{address}/api/jobs/", timeout=30)
+    assert refused.value.code == 401
     storage = tmp_path / "runs"
     runtime_env = json.dumps({"excludes": EXCLUDES})
     submit = [RAY, "job", "submit", "--address", address, "--working-dir", ".", "--no-wait"]
