@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             max_concurrent=args.max_concurrent,
             num_cpus=args.num_cpus,
             resume_hint=hint,
+            optuna_storage=args.optuna_storage,
+            dashboard_port=args.dashboard_port if args.dashboard else None,
         )
         code = outcome.code
         if code != 0:  # bad input, interrupted or incomplete: the next sweep waits

@@ -66,3 +66,16 @@ def test_run_refuses_to_resume_what_is_not_there(tmp_path):
     outcome = run(SWEEP, storage=str(tmp_path), resume=True)
     assert outcome.code == 2 and "there is no sweep 'cli'" in outcome.error
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_watch_options_reach_run():
+    plain = run_options(parser().parse_args([]))
+    assert plain["optuna_storage"] is None and plain["dashboard_port"] is None
+    url = "sqlite:////tmp/studies.db"
+    args = parser().parse_args(["--optuna-storage", url, "--dashboard"])
+    assert run_options(args)["optuna_storage"] == url
+    assert run_options(args)["dashboard_port"] == 8265  # Ray's default
+    args = parser().parse_args(["--dashboard", "--dashboard-port", "9001"])
+    assert run_options(args)["dashboard_port"] == 9001
+    # a port without --dashboard starts nothing
+    assert run_options(parser().parse_args(["--dashboard-port", "9001"]))["dashboard_port"] is None

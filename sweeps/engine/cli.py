@@ -1,7 +1,8 @@
 """The command line every ``sweeps/*.py`` script shares, and ``main``, its entry point.
 
     python sweeps/NAME.py [--smoke] [--address ADDR] [--storage URI] [--resume]
-                          [--max-concurrent N] [--num-cpus N]
+                          [--max-concurrent N] [--num-cpus N] [--optuna-storage URL]
+                          [--dashboard] [--dashboard-port N]
 
 A script with options of its own adds them through ``main(..., options=..., program=...)``.
 """
@@ -15,6 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from sweeps.engine import dashboard
 from sweeps.engine.driver import DEFAULT_STORAGE, run
 from sweeps.engine.smoke import smoke_version
 from sweeps.engine.spec import Sweep, SweepError
@@ -41,6 +43,26 @@ def parser(
         "--max-concurrent", type=int, default=None, help="trials at once (default: all that fit)"
     )
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (default: all)")
+    p.add_argument(
+        "--optuna-storage",
+        default=None,
+        metavar="URL",
+        help="database for the cells' Optuna studies: sqlite:////abs/studies.db, "
+        "postgresql://host/db (default: optuna-journal.log in the experiment directory; "
+        "a bucket storage needs one for live studies)",
+    )
+    p.add_argument(
+        "--dashboard",
+        action="store_true",
+        help=f"start the local Ray with its dashboard on {dashboard.HOST} and print the URL",
+    )
+    p.add_argument(
+        "--dashboard-port",
+        type=int,
+        default=dashboard.PORT,
+        metavar="N",
+        help=f"port of --dashboard (default: {dashboard.PORT})",
+    )
     return p
 
 
@@ -129,6 +151,8 @@ def run_options(args: argparse.Namespace) -> dict[str, Any]:
         "max_concurrent": args.max_concurrent,
         "num_cpus": args.num_cpus,
         "resume_hint": resume_command(),
+        "optuna_storage": args.optuna_storage,
+        "dashboard_port": args.dashboard_port if args.dashboard else None,
     }
 
 

@@ -11,7 +11,7 @@ import sys
 import time
 
 from analysis import storage
-from sweeps.engine import noise, preflight, tuner
+from sweeps.engine import dashboard, noise, preflight, studies, tuner
 from sweeps.engine.spec import Sweep, SweepError
 from sweeps.engine.tuner import EXIT_BAD_INPUT, Outcome
 
@@ -27,6 +27,8 @@ def run(
     max_concurrent: int | None = None,
     num_cpus: int | None = None,
     resume_hint: str | None = None,
+    optuna_storage: str | None = None,
+    dashboard_port: int | None = None,
 ) -> Outcome:
     """Validate ``sweep``, start (or with ``resume`` continue) its Tune experiment under
     ``storage`` (a directory or URI; default ``runs/``) on the Ray cluster at ``address``
@@ -35,19 +37,28 @@ def run(
     ``max_concurrent`` limits trials in flight (default: as many as the resources hold).
     ``resume_hint`` is what an interrupted or incomplete sweep prints as the way to resume
     (``main`` gives the command line). Code 0: complete; 1: trials missing (the table is
-    partial and not saved); 2: bad input, nothing started; 130: interrupted."""
+    partial and not saved); 2: bad input, nothing started; 130: interrupted.
+
+    ``optuna_storage``: a database URL for the cells' Optuna studies (default: a journal in the
+    experiment directory; ``sweeps.engine.studies``). ``dashboard_port``: start a local Ray
+    with its dashboard on 127.0.0.1 at that port (``sweeps.engine.dashboard``)."""
     root = storage_root(storage)
     hint = resume_hint or f"run(<the same sweep {sweep.name!r}>, storage={root!r}, resume=True)"
     try:
         preflight.check_options(max_concurrent, num_cpus)
         preflight.check_storage(root)
+        studies.check_url(optuna_storage)
+        dashboard.check(address, dashboard_port)
         sweep.validate()
         if address is None:
             preflight.check_data(sweep)
         exists, restore = preflight.check_place(sweep, root, resume)
+        if restore:
+            studies.check_resume(experiment_path(root, sweep.name), optuna_storage)
     except SweepError as e:
         return _refused(e)
-    _start_ray(address, num_cpus)
+    studies.bucket_note(root, optuna_storage)
+    _start_ray(address, num_cpus, dashboard_port)
     try:
         preflight.check_resources(sweep, remote=address is not None)
         if address is not None:
@@ -56,7 +67,7 @@ def run(
         return _refused(e)
     if exists and not restore:
         set_aside(root, sweep.name)
-    return tuner.fit(sweep, root, restore, max_concurrent, hint)
+    return tuner.fit(sweep, root, restore, max_concurrent, hint, optuna_storage=optuna_storage)
 
 
 def storage_root(value: str | None) -> str:
@@ -84,7 +95,7 @@ def set_aside(root: str, name: str) -> str:
     return dest
 
 
-def _start_ray(address: str | None, num_cpus: int | None) -> None:
+def _start_ray(address: str | None, num_cpus: int | None, dashboard_port: int | None) -> None:
     import ray
 
     noise.quiet_driver()
@@ -92,13 +103,14 @@ def _start_ray(address: str | None, num_cpus: int | None) -> None:
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "16")
     # loggers are given explicitly (tuner._loggers); TensorBoard scalars come from the trials
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
-    ray.init(
+    context = ray.init(
         address=address,
         num_cpus=num_cpus if address is None else None,
-        include_dashboard=False if address is None else None,
         logging_level="WARNING",
         ignore_reinit_error=True,
+        **dashboard.init_options(address, dashboard_port),
     )
+    dashboard.announce(context, dashboard_port if address is None else None)
 
 
 def _refused(error: SweepError) -> Outcome:

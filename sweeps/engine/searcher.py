@@ -16,13 +16,14 @@ to the study. A restart reads the choice back (or, where Tune already ran a conf
 the ledger lacks, takes it from that trial), so a step size is never chosen twice.
 
 Durability. With a local (or shared-mount) storage every study lives in an Optuna journal file
-and every suggestion and seed result is appended to the ledger (``sweeps.engine.ledger``)
-before Tune sees it, so the searcher's durable state is never behind Tune's experiment state.
-On restore the searcher rebuilds itself from those files and reconciles with the trials Tune
-restored: a (cell, step size, seed) that was suggested but that Tune never recorded is
-suggested again; one that Tune has is never suggested twice. With a bucket storage the studies
-and ledger are pickled into Tune's searcher checkpoint instead, and the same reconciliation
-runs against Tune's experiment state (which Tune writes just before that checkpoint).
+(or in the database of ``--optuna-storage``: ``sweeps.engine.studies``) and every suggestion
+and seed result is appended to the ledger (``sweeps.engine.ledger``) before Tune sees it, so
+the searcher's durable state is never behind Tune's experiment state. On restore the searcher
+rebuilds itself from those files and reconciles with the trials Tune restored: a (cell, step
+size, seed) that was suggested but that Tune never recorded is suggested again; one that Tune
+has is never suggested twice. With a bucket storage the ledger (and, without a database, the
+studies) is pickled into Tune's searcher checkpoint instead, and the same reconciliation runs
+against Tune's experiment state (which Tune writes just before that checkpoint).
 
 Early stopping (``Sweep.early_stopping``, off by default). The unit is a study trial: one step
 size with all its tuning seeds. Each seed reports its objective at the trainer's evaluation
@@ -57,7 +58,7 @@ from ray.tune.search import Searcher
 
 from analysis import storage
 from analysis.collect import PRUNED_RECORD
-from sweeps.engine import ledger, trials
+from sweeps.engine import ledger, studies, trials
 from sweeps.engine.objectives import OBJECTIVES, score
 from sweeps.engine.spec import Cell, EarlyStopping, Sweep
 from trainers import experiments
@@ -75,10 +76,20 @@ class CellSearcher(Searcher):
     the study journal live; ``max_concurrent`` limits trials in flight (None: Tune's resources
     decide). The state is loaded lazily, on the first call from Tune, so that a restored
     searcher (from ``tuner.pkl``, with or without Tune's searcher checkpoint) always rebuilds
-    itself from the durable files and Tune's restored trials."""
+    itself from the durable files and Tune's restored trials. ``optuna_storage``: a database
+    URL for the studies (``sweeps.engine.studies``; default the journal beside the ledger)."""
 
-    def __init__(self, sweep: Sweep, experiment: str, max_concurrent: int | None = None) -> None:
+    optuna_storage: str | None = None  # a searcher pickled before the option restores with none
+
+    def __init__(
+        self,
+        sweep: Sweep,
+        experiment: str,
+        max_concurrent: int | None = None,
+        optuna_storage: str | None = None,
+    ) -> None:
         super().__init__(metric=OBJECTIVE, mode="min")
+        self.optuna_storage = optuna_storage
         self.sweep = sweep
         self.confirm = tuple(sweep.confirmation_seeds())
         self.experiment = experiment
@@ -103,22 +114,20 @@ class CellSearcher(Searcher):
         self._steps = {c.name: self._trainer_steps(c) for c in self.sweep.cells}
         if self._local is not None:
             os.makedirs(self._local, exist_ok=True)
-            storage: Any = optuna.storages.JournalStorage(
-                optuna.storages.journal.JournalFileBackend(
-                    os.path.join(self._local, ledger.JOURNAL)
-                )
-            )
-            self.studies = {c.name: self._study(c, storage) for c in self.sweep.cells}
             self.ledger = ledger.Ledger(os.path.join(self._local, ledger.LEDGER))
             self.ledger.load()
-        elif self._snapshot is not None:
-            self.studies = self._snapshot["studies"]
-            self.ledger = ledger.Ledger(None)
-            self.ledger.events = list(self._snapshot["events"])
         else:
-            storage = optuna.storages.InMemoryStorage()
-            self.studies = {c.name: self._study(c, storage) for c in self.sweep.cells}
             self.ledger = ledger.Ledger(None)
+            if self._snapshot is not None:
+                self.ledger.events = list(self._snapshot["events"])
+        kept = studies.open_storage(self.optuna_storage, self._local)
+        if kept is None and self._snapshot is not None and self._snapshot.get("studies"):
+            self.studies = self._snapshot["studies"]
+        else:
+            kept = kept or optuna.storages.InMemoryStorage()
+            self.studies = {c.name: self._study(c, kept) for c in self.sweep.cells}
+        names = sorted(s.study_name for s in self.studies.values())
+        studies.record(self.optuna_storage, self.experiment, names)
         self._reconcile(ledger.tune_trials(self.experiment), ledger.has_state(self.experiment))
         self._snapshot = None
         self._loaded = True  # only once whole: a load that raised is done again on the next call
@@ -601,13 +610,15 @@ class CellSearcher(Searcher):
             "_local",
         )
         state = {k: self.__dict__[k] for k in keep}
+        state["optuna_storage"] = self.optuna_storage
         state.update(_metric=self._metric, _mode=self._mode, _snapshot=None, _loaded=False)
         return state
 
     def save(self, checkpoint_path: str) -> None:
         snapshot = None
-        if self._local is None and self._loaded:
-            snapshot = {"studies": self.studies, "events": self.ledger.events}
+        if self._local is None and self._loaded:  # a database keeps its studies itself
+            kept = self.studies if self.optuna_storage is None else None
+            snapshot = {"studies": kept, "events": self.ledger.events}
         with open(checkpoint_path, "wb") as f:
             pickle.dump(snapshot, f)
         _fault("searcher_save", 0)

@@ -58,11 +58,13 @@ def make_trainable(metric: str, penalty: float | None):
         rows = ReportRows(metric, penalty)
         with tempfile.TemporaryDirectory(prefix="gansweep-") as scratch:
             board = TrialBoard()
+            last: dict[str, Any] = {}
 
             def on_report(report: dict[str, Any], ckpt: Path | None) -> None:
                 checkpoint = tune.Checkpoint.from_directory(str(ckpt)) if ckpt else None
                 row = rows(report)
                 board.scalars(row)
+                last.update(row)
                 tune.report(row, checkpoint=checkpoint)
                 if ckpt is not None:
                     shutil.rmtree(ckpt, ignore_errors=True)
@@ -75,11 +77,17 @@ def make_trainable(metric: str, penalty: float | None):
                     scratch=Path(scratch) / "out",
                     resume=resume_dir(tune.get_checkpoint(), scratch),
                 )
-            finally:
+            finally:  # a trial Tune stops (pruned) gets its HParams row too, at its last step
+                if last:
+                    board.hparams(config, last)
                 board.close()
 
     train_trial.__name__ = "gansweep_trial"
     return train_trial
+
+
+HPARAMS_PREFIX = "final/"
+HPARAMS_METRICS = (OBJECTIVE, "fid")  # the HParams table's metric columns, where reported
 
 
 class TrialBoard:
@@ -116,6 +124,29 @@ class TrialBoard:
         for name, fig in figures.items():
             self._writer().add_figure(f"samples/{name}", fig, global_step=step, close=False)
         self._writer().flush()
+
+    def hparams(self, config: dict[str, Any], row: dict[str, Any]) -> None:
+        """The trial's line of TensorBoard's HParams table: its cell, optimizer, step size,
+        seed and stage, and its final ``objective`` (and ``fid`` where it reports one) as the
+        scalars ``final/objective`` (``final/fid``) at its last step."""
+        from tensorboardX.summary import hparams, scalar
+
+        trainer = trials.trainer_config(config)
+        params = {
+            "cell": str(config.get(trials.CELL)),
+            "optimizer": str(trainer.get("optimizer")),
+            "lr_d": trainer.get("lr_d"),
+            "lr_g": trainer.get("lr_g"),
+            "seed": trainer.get("seed"),
+            "stage": str(config.get(trials.STAGE, trials.TUNE)),
+        }
+        final = {f"{HPARAMS_PREFIX}{k}": row[k] for k in HPARAMS_METRICS if k in row}
+        writer = self._writer()._get_file_writer()
+        for summary in hparams(params, final):  # experiment, session start, session end
+            writer.add_summary(summary)
+        for tag, value in final.items():
+            writer.add_summary(scalar(tag, float(value)), row.get("step"))
+        writer.flush()
 
     def close(self) -> None:
         if self.writer is not None:

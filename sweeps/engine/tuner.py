@@ -53,7 +53,9 @@ def trainable(sweep: Sweep, path: str) -> tuple[Any, int | None]:
     return tune.with_resources(fn, {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu}), None
 
 
-def new_tuner(sweep: Sweep, root: str, fn: Any, max_concurrent: int | None) -> Any:
+def new_tuner(
+    sweep: Sweep, root: str, fn: Any, max_concurrent: int | None, optuna_storage: str | None = None
+) -> Any:
     """A fresh Tuner for the sweep under ``root``; records the declaration (``sweep.json``)."""
     from ray import tune
 
@@ -68,7 +70,7 @@ def new_tuner(sweep: Sweep, root: str, fn: Any, max_concurrent: int | None) -> A
         metric_columns=["step", OBJECTIVE, "diverged"],
         max_report_frequency=30,
     )
-    searcher = CellSearcher(sweep, path, max_concurrent=max_concurrent)
+    searcher = CellSearcher(sweep, path, max_concurrent, optuna_storage)
     # early stopping: the scheduler stops the seeds of the step sizes the searcher prunes
     scheduler = PruningScheduler(searcher) if sweep.early_stopping.enabled else None
     return tune.Tuner(
@@ -97,7 +99,12 @@ def new_tuner(sweep: Sweep, root: str, fn: Any, max_concurrent: int | None) -> A
 
 
 def fit(
-    sweep: Sweep, root: str, restore: bool, max_concurrent: int | None, resume_hint: str
+    sweep: Sweep,
+    root: str,
+    restore: bool,
+    max_concurrent: int | None,
+    resume_hint: str,
+    optuna_storage: str | None = None,
 ) -> Outcome:
     """Run (or continue) the experiment; print and save the table once every trial ended."""
     from ray import tune
@@ -116,7 +123,8 @@ def fit(
             )
         tuner = tune.Tuner.restore(path, trainable=fn, resume_errored=True)
     else:
-        tuner = new_tuner(sweep, root, fn, max_concurrent if max_concurrent else fits)
+        limit = max_concurrent if max_concurrent else fits
+        tuner = new_tuner(sweep, root, fn, limit, optuna_storage)
     with interrupts.watch() as interrupted:
         results = tuner.fit()
     if interrupted.is_set():
