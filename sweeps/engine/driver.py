@@ -46,7 +46,7 @@ def run(
         exists, restore = preflight.check_place(sweep, root, resume)
     except SweepError as e:
         return _refused(e)
-    _start_ray(address, num_cpus)
+    start_ray(address, num_cpus)
     try:
         preflight.check_resources(sweep, remote=address is not None)
         if address is not None:
@@ -83,19 +83,25 @@ def set_aside(root: str, name: str) -> str:
     return dest
 
 
-def _start_ray(address: str | None, num_cpus: int | None) -> None:
+def start_ray(address: str | None, num_cpus: int | None) -> None:
+    """Connect to the Ray cluster at ``address``, or start a local Ray with ``num_cpus`` (the
+    way ``run`` does; a Ray already started in this process is used as it is)."""
     import ray
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "16")
     # loggers are given explicitly (tuner._loggers); TensorBoard scalars come from the trials
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    from sweeps.engine import warm
+
     ray.init(
         address=address,
         num_cpus=num_cpus if address is None else None,
         include_dashboard=False if address is None else None,
         logging_level="WARNING",
         ignore_reinit_error=True,
+        # a local Ray's workers import torch and the trainable while the driver sets up
+        runtime_env={"worker_process_setup_hook": warm.HOOK} if address is None else None,
     )
 
 

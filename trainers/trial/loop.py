@@ -43,6 +43,7 @@ def train(
     resume: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
     on_figures: Callable[[int, dict[str, Any]], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Train one trial of a resolved config; return its last report.
 
@@ -50,6 +51,8 @@ def train(
     from then on. With ``resume`` (a checkpoint directory) the run continues exactly where
     that checkpoint was taken; a finished run returns its last report without training.
     ``on_figures(step, {name: Figure})`` receives the experiment's figures at each evaluation.
+    ``cancelled()`` is asked after every step: True ends the run there, with no further report
+    (whoever listened to the reports has stopped listening).
     """
     if cfg.get("threads"):
         torch.set_num_threads(cfg["threads"])
@@ -75,6 +78,8 @@ def train(
         losses = exp.train_step()
         state.step += 1
         count += 1
+        if cancelled is not None and cancelled():
+            break
         for k, v in losses.items():
             v = v.detach().float()
             loss_sum[k] = loss_sum[k] + v if k in loss_sum else v
