@@ -58,9 +58,11 @@ def engine(spec: Sweep) -> tuple[float, float]:
     """(wall seconds of the sweep on a fresh local Ray, of which starting Ray)."""
     import ray
 
+    from sweeps.engine import driver
+
     ray.shutdown()
     t0 = time.perf_counter()
-    ray.init(num_cpus=CPUS, include_dashboard=False, logging_level="WARNING")
+    driver.start_ray(None, CPUS)  # as run() starts it, with the workers' warm-up hook
     start = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as storage:
         outcome = run(spec, storage=storage, num_cpus=CPUS)

@@ -58,7 +58,7 @@ def run(
     except SweepError as e:
         return _refused(e)
     studies.bucket_note(root, optuna_storage)
-    _start_ray(address, num_cpus, dashboard_port)
+    start_ray(address, num_cpus, dashboard_port)
     try:
         preflight.check_resources(sweep, remote=address is not None)
         if address is not None:
@@ -95,7 +95,10 @@ def set_aside(root: str, name: str) -> str:
     return dest
 
 
-def _start_ray(address: str | None, num_cpus: int | None, dashboard_port: int | None) -> None:
+def start_ray(address: str | None, num_cpus: int | None, dashboard_port: int | None = None) -> None:
+    """Connect to the Ray cluster at ``address``, or start a local Ray with ``num_cpus`` (and
+    its dashboard on 127.0.0.1:``dashboard_port``), the way ``run`` does; a Ray already started
+    in this process is used as it is."""
     import ray
 
     noise.quiet_driver()
@@ -103,11 +106,15 @@ def _start_ray(address: str | None, num_cpus: int | None, dashboard_port: int | 
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "16")
     # loggers are given explicitly (tuner._loggers); TensorBoard scalars come from the trials
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    from sweeps.engine import warm
+
     context = ray.init(
         address=address,
         num_cpus=num_cpus if address is None else None,
         logging_level="WARNING",
         ignore_reinit_error=True,
+        # a local Ray's workers import torch and the trainable while the driver sets up
+        runtime_env={"worker_process_setup_hook": warm.HOOK} if address is None else None,
         **dashboard.init_options(address, dashboard_port),
     )
     dashboard.announce(context, dashboard_port if address is None else None)

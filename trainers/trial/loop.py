@@ -44,6 +44,7 @@ def train(
     resume: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
     on_figures: Callable[[int, dict[str, Any]], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Train one trial of a resolved config; return its last report.
 
@@ -54,6 +55,8 @@ def train(
     ``progress(line)`` gets the first report's line, then at most one per ``PROGRESS_EVERY_S``
     seconds, and the final one (a short trial of many evaluations prints a few lines, not one
     per evaluation).
+    ``cancelled()`` is asked after every step: True ends the run there, with no further report
+    (whoever listened to the reports has stopped listening).
     """
     if cfg.get("threads"):
         torch.set_num_threads(cfg["threads"])
@@ -80,6 +83,8 @@ def train(
         losses = exp.train_step()
         state.step += 1
         count += 1
+        if cancelled is not None and cancelled():
+            break
         for k, v in losses.items():
             v = v.detach().float()
             loss_sum[k] = loss_sum[k] + v if k in loss_sum else v

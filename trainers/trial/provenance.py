@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import socket
@@ -13,9 +14,12 @@ from pathlib import Path
 PACKAGES = ("gansweep", "torch", "torchvision", "numpy", "clean-fid", "ray", "optuna")
 
 
+@functools.cache
 def git_commit() -> str:
     """The commit of this checkout (``+dirty`` when it has changes), or GANSWEEP_COMMIT, or
-    "unknown" (an installed wheel has no git)."""
+    "unknown" (an installed wheel has no git). Read once per process: the code a process runs
+    is the code it imported, and a trial process reused for many trials would otherwise run
+    git twice per trial."""
     if os.environ.get("GANSWEEP_COMMIT"):
         return os.environ["GANSWEEP_COMMIT"]
     root = Path(__file__).resolve().parents[2]  # the checkout
@@ -37,8 +41,18 @@ def git_commit() -> str:
         return "unknown"
 
 
-def versions() -> dict[str, str]:
-    """Installed versions of the packages a result depends on (None when not installed)."""
+@functools.cache
+def _versions() -> tuple[tuple[str, str | None], ...]:
+    return tuple(_installed().items())
+
+
+def versions() -> dict[str, str | None]:
+    """Installed versions of the packages a result depends on (None when not installed), as
+    this process found them (read once)."""
+    return dict(_versions())
+
+
+def _installed() -> dict[str, str | None]:
     out = {"python": sys.version.split()[0]}
     for name in PACKAGES:
         try:
