@@ -40,7 +40,12 @@ def sweep(steps: int, seeds: int = 4, name: str = "overhead") -> Sweep:
 
 
 def plain_loop(spec: Sweep) -> dict[int, float]:
-    """Wall seconds per seed to train every trial of ``spec`` one after another here."""
+    """Wall seconds per seed to train every trial of ``spec`` one after another here, on one
+    intra-op thread as each engine trial has (Ray gives a 1-CPU trial OMP_NUM_THREADS=1; two
+    threads make these tiny networks slower here, which would flatter the engine)."""
+    import torch
+
+    torch.set_num_threads(1)
     per_seed = dict.fromkeys(spec.seeds, 0.0)
     with tempfile.TemporaryDirectory() as tmp:
         for cell in spec.cells:
