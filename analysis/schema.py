@@ -80,7 +80,11 @@ COLUMNS: tuple[Column, ...] = (
     _c("fid_num_gen", INT, "FID protocol: generated samples"),
     _c("fid_ref", S, "FID protocol: reference statistics (dataset, resolution, split)"),
     _c("fid_mode", S, "FID protocol: clean-fid mode"),
-    _c("fid_extractor", S, "FID protocol: feature extractor"),
+    _c(
+        "fid_extractor",
+        S,
+        "FID protocol: feature extractor (`inception_v3`, `randconv32-s0`, `digits_cnn-v1-s0`: name and version)",
+    ),
     _c("verdict", S, "bimodal: which modes G learnt ('both', 'u1', 'u2', 'average', 'none')"),
     _c("modes_covered", F, "modes covered (mog, bimodal)"),
     _c("modes_total", F, "modes in the data"),

@@ -14,3 +14,20 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_ray_left_running():
+    """Each test module starts without a Ray in this process, and leaves none: a sweep run in
+    process keeps its local Ray, and the next module's own ``ray.init`` (or its check that bad
+    input never starts Ray) would meet it."""
+    import sys
+
+    def shutdown() -> None:
+        ray = sys.modules.get("ray")
+        if ray is not None and ray.is_initialized():
+            ray.shutdown()
+
+    shutdown()
+    yield
+    shutdown()

@@ -87,11 +87,12 @@ def test_compiled_runs_give_the_eager_losses(experiment, one_thread, monkeypatch
     # compiled code draws random numbers as eager code does (StyleGAN2's noise inside G)
     import torch._inductor.config as inductor_config
 
-    monkeypatch.setattr(inductor_config, "fallback_random", True)
     monkeypatch.setattr(image_gan, "COMPILE_BACKEND", BACKEND[experiment])
     torch._dynamo.reset()
-    eager = losses(config(experiment))
-    fast = losses(config(experiment, compile=True))
+    # the config module's own patch (monkeypatch's undo of a config attribute can lose it)
+    with inductor_config.patch(fallback_random=True):
+        eager = losses(config(experiment))
+        fast = losses(config(experiment, compile=True))
     assert fast[0].keys() == eager[0].keys()
     for step, (a, b) in enumerate(zip(fast, eager)):
         for key in a:

@@ -165,7 +165,12 @@ def test_digits_smoke_sweep_runs_through_the_engine(tmp_path, cache):
 
     small = smoke_version(SWEEP, smoke)
     small = replace(small, fixed={**small.fixed, "fid_cache": str(cache)})
-    outcome = run(small, storage=str(tmp_path), num_cpus=2)
+    import ray
+
+    try:
+        outcome = run(small, storage=str(tmp_path), num_cpus=2)
+    finally:
+        ray.shutdown()  # later tests check that bad input never starts Ray
     assert outcome.code == 0
     trials = outcome.trials
     assert len(trials) == 6 and (trials["step"] == 4).all()  # 2 cells x (2 seeds + 1 fresh)

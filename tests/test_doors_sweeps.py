@@ -55,6 +55,9 @@ def mog_sweep(**kw) -> Sweep:
 
 @pytest.mark.parametrize("storage", ["foo://bucket/runs", "AFILE", "AFILE/under"])
 def test_a_storage_that_cannot_hold_a_sweep_exits_2_before_ray_starts(tmp_path, capsys, storage):
+    import ray
+
+    ray.shutdown()  # a Ray an earlier test left running would make the last check say nothing
     afile = tmp_path / "afile"
     afile.write_text("mine")
     storage = storage.replace("AFILE", str(afile))
@@ -63,8 +66,6 @@ def test_a_storage_that_cannot_hold_a_sweep_exits_2_before_ray_starts(tmp_path, 
     assert "--storage" in err and (storage.split("/")[0] if "://" in storage else "file") in err
     assert "Traceback" not in err
     assert afile.read_text() == "mine"
-    import ray
-
     assert not ray.is_initialized()
 
 

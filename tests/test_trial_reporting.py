@@ -91,6 +91,7 @@ def _fit(tmp_path: Path, marks: Path, space: dict, stop: dict | None = None):
     import ray
     from ray import tune
 
+    ray.shutdown()  # a Ray an earlier test in this module left running has other resources
     ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR")
     try:
         tuner = tune.Tuner(
