@@ -3,11 +3,8 @@ trainer checkpoints become Tune checkpoints. A failed trial restarts from its la
 
 from __future__ import annotations
 
-import queue
 import shutil
-import sys
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -61,22 +58,28 @@ def make_trainable(metric: str, penalty: float | None):
         rows = ReportRows(metric, penalty)
         with tempfile.TemporaryDirectory(prefix="gansweep-") as scratch:
             board = TrialBoard()
-            reporter = Reporter(board)
+            last: dict[str, Any] = {}
+
+            def on_report(report: dict[str, Any], ckpt: Path | None) -> None:
+                checkpoint = tune.Checkpoint.from_directory(str(ckpt)) if ckpt else None
+                row = rows(report)
+                board.scalars(row)
+                last.update(row)
+                tune.report(row, checkpoint=checkpoint)
+                if ckpt is not None:
+                    shutil.rmtree(ckpt, ignore_errors=True)
+
             try:
                 loop.train(
                     cfg,
-                    on_report=lambda report, ckpt: reporter.put(rows(report), ckpt),
+                    on_report=on_report,
                     on_figures=board.figures,
                     scratch=Path(scratch) / "out",
                     resume=resume_dir(tune.get_checkpoint(), scratch),
-                    cancelled=reporter.ended,
                 )
-            finally:
-                try:
-                    reporter.close()  # a failed trial's rows (and checkpoint) are reported first
-                finally:  # a trial Tune stops (pruned) gets its HParams row too, at its last step
-                    if reporter.last:
-                        board.hparams(config, reporter.last)
+            finally:  # a trial Tune stops (pruned) gets its HParams row too, at its last step
+                if last:
+                    board.hparams(config, last)
                 board.close()
 
     train_trial.__name__ = "gansweep_trial"
@@ -85,90 +88,6 @@ def make_trainable(metric: str, penalty: float | None):
 
 HPARAMS_PREFIX = "final/"
 HPARAMS_METRICS = (OBJECTIVE, "fid")  # the HParams table's metric columns, where reported
-
-
-class Reporter:
-    """Hands a trial's rows (and checkpoint directories) to ``tune.report`` in order from a
-    thread of its own, so training goes on while the driver handles the previous row: in a
-    function trainable ``tune.report`` waits until the driver asks for the next result (about
-    10 ms a row and 30 ms a checkpoint here, more while the driver is busy).
-
-    At most ``depth`` rows wait behind the one being reported, so training is never further
-    ahead of what Tune has recorded. A checkpoint directory is deleted once Tune has copied it.
-    When Tune stops the trial (a pruned step size) its ``tune.report`` ends the reporting
-    thread and training ends after its current step (``ended``; or at its next report, with
-    ``SystemExit(0)`` as inside Tune's own ``tune.report``), soon enough for Tune to reuse the
-    actor; an error while reporting is raised in the training thread."""
-
-    def __init__(self, board: TrialBoard | None = None, depth: int = 1) -> None:
-        self.board = board
-        self.rows: queue.Queue[tuple[dict[str, Any], Path | None] | None] = queue.Queue(depth)
-        self.stopped = False  # Tune stopped the trial
-        self.last: dict[str, Any] = {}  # the rows handed to Tune, merged (the last one wins)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="gansweep-report", daemon=True)
-        self.thread.start()
-
-    def put(self, row: dict[str, Any], ckpt: Path | None) -> None:
-        """Queue ``row`` and its checkpoint directory (waits while ``depth`` rows wait)."""
-        if not self._offer((row, ckpt)):
-            if ckpt is not None:
-                shutil.rmtree(ckpt, ignore_errors=True)
-            if self.error is not None:
-                raise self.error
-            sys.exit(0)
-
-    def ended(self) -> bool:
-        """Tune stopped the trial, or reporting failed: training should end now."""
-        return self.stopped or self.error is not None
-
-    def close(self) -> None:
-        """Wait until every queued row is reported; raise what ended reporting early. A trial
-        Tune stopped must end with ``SystemExit(0)``: returning would make Tune's function
-        wrapper report once more and wait for a driver that has stopped listening."""
-        self._offer(None)
-        self.thread.join()
-        while not self.rows.empty():  # left behind by a stop: only checkpoint files to delete
-            item = self.rows.get_nowait()
-            if item is not None and item[1] is not None:
-                shutil.rmtree(item[1], ignore_errors=True)
-        if self.error is not None:
-            raise self.error
-        if self.stopped:  # end as inside Tune's own tune.report, without a further report
-            sys.exit(0)
-
-    def _offer(self, item: tuple[dict[str, Any], Path | None] | None) -> bool:
-        while self.thread.is_alive():
-            try:
-                self.rows.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self) -> None:
-        while True:
-            item = self.rows.get()
-            if item is None:
-                return
-            row, ckpt = item
-            try:
-                if self.board is not None:
-                    self.board.scalars(row)
-                checkpoint = tune.Checkpoint.from_directory(str(ckpt)) if ckpt else None
-                # a stop leaves this row the last Tune got: its report waits for a driver
-                # that asked for no further row
-                self.last.update(row)
-                tune.report(row, checkpoint=checkpoint)
-            except SystemExit:
-                self.stopped = True
-                return
-            except BaseException as e:  # raised in the training thread at its next report
-                self.error = e
-                return
-            finally:
-                if ckpt is not None:
-                    shutil.rmtree(ckpt, ignore_errors=True)
 
 
 class TrialBoard:
@@ -181,15 +100,13 @@ class TrialBoard:
 
     def __init__(self) -> None:
         self.writer = None
-        self.lock = threading.Lock()  # rows come from the reporting thread, figures from training
 
     def _writer(self):
-        with self.lock:
-            if self.writer is None:
-                from tensorboardX import SummaryWriter
+        if self.writer is None:
+            from tensorboardX import SummaryWriter
 
-                self.writer = SummaryWriter(logdir=tune.get_context().get_trial_dir())
-            return self.writer
+            self.writer = SummaryWriter(logdir=tune.get_context().get_trial_dir())
+        return self.writer
 
     def scalars(self, row: dict[str, Any]) -> None:
         """Every number of ``row`` at its ``step``, as one event (a few hundred scalars per row
