@@ -128,21 +128,26 @@ def optimizer_rows(device: torch.device, quick: bool) -> list[Row]:
     return rows
 
 
-def wgangp_rows(device: torch.device, quick: bool) -> list[Row]:
-    batch, width, repeats = (4, 0.0625, 1) if quick else (64, 1.0, 5)
-    cfg = experiments.resolve_config(
+def _wgangp_config(device: torch.device, batch: int, width: float, size: int) -> dict:
+    """The WGAN-GP trial the wgangp and compile sections time (adam, generated images)."""
+    return experiments.resolve_config(
         {
             "experiment": "wgangp",
             "optimizer": "adam",
             "seed": 0,
             "dataset": "generated",
-            "generated_size": 64 if quick else 512,
+            "generated_size": size,
             "batch_size": batch,
             "width": width,
             "device": device.type,
             "fid_extractor": "randconv",
         }
     )
+
+
+def wgangp_rows(device: torch.device, quick: bool) -> list[Row]:
+    batch, width, repeats = (4, 0.0625, 1) if quick else (64, 1.0, 5)
+    cfg = _wgangp_config(device, batch, width, 64 if quick else 512)
     exp = experiments.build(cfg)
     rows = []
     for channels_last in (False, True):
@@ -337,19 +342,7 @@ def sync_rows(device: torch.device, quick: bool) -> list[Row]:
 def compile_rows(device: torch.device, quick: bool) -> list[Row]:
     backend = "eager" if quick and device.type == "cpu" else "inductor"
     batch, width, repeats = (4, 0.0625, 1) if quick else (64, 1.0, 5)
-    cfg = experiments.resolve_config(
-        {
-            "experiment": "wgangp",
-            "optimizer": "adam",
-            "seed": 0,
-            "dataset": "generated",
-            "generated_size": 64,
-            "batch_size": batch,
-            "width": width,
-            "device": device.type,
-            "fid_extractor": "randconv",
-        }
-    )
+    cfg = _wgangp_config(device, batch, width, 64)
     eager = experiments.build(cfg)
     before = image_gan.COMPILE_BACKEND
     image_gan.COMPILE_BACKEND = backend

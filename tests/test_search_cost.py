@@ -11,9 +11,9 @@ import re
 import sys
 from pathlib import Path
 
-import optuna
 import pandas as pd
 import pytest
+from grid_seeds import grid_seed_asking_first
 
 from sweeps.engine import EarlyStopping
 
@@ -102,17 +102,6 @@ def test_the_summary_line_averages_over_cells():
     assert LINE.match(line)
 
 
-def _seed_asking_first(lr: float, grid: tuple[float, ...]) -> int:
-    """A sampler seed whose GridSampler asks ``lr`` first (its seeds reach the first rung first,
-    so successive halving prunes the other step size there)."""
-    for seed in range(50):
-        sampler = optuna.samplers.GridSampler({"lr": list(grid), "ratio": [1.0]}, seed=seed)
-        trial = optuna.create_study(sampler=sampler).ask()
-        if trial.suggest_float("lr", min(grid), max(grid), log=True) == lr:
-            return seed
-    raise AssertionError("no seed asks it first")
-
-
 @pytest.mark.slow
 def test_one_cell_end_to_end_counts_compute_from_rows_and_the_same_choice(tmp_path):
     grid = (GOOD, BAD)
@@ -123,7 +112,7 @@ def test_one_cell_end_to_end_counts_compute_from_rows_and_the_same_choice(tmp_pa
         (0, 1),
         {"steps": STEPS, "eval_every": EVERY, "checkpoint_every": STEPS, "eval_samples": 1000},
         (bench.Search("adam", "adam", grid, overrides={"gd_reg": 0.0}),),
-        sampler_seed=_seed_asking_first(GOOD, grid),
+        sampler_seed=grid_seed_asking_first(GOOD, grid),
     )
     stop = EarlyStopping("halving", min_resource=bench.first_rung(setting, 0.2), reduction_factor=3)
     assert stop.min_resource == EVERY

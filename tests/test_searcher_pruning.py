@@ -13,6 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from grid_seeds import grid_seed_asking_first
 from ray.tune.schedulers import TrialScheduler
 
 from sweeps.engine import Cell, EarlyStopping, StepSizes, Sweep, SweepError, ledger, trials
@@ -405,17 +406,6 @@ def test_completeness_counts_a_pruned_step_sizes_seeds_as_ended():
 # -- one real local Ray sweep ------------------------------------------------------------------
 
 GOOD, BAD = 1e-3, 3.0  # adam on mog: lr 3 collapses every seed (mode_kl log 8) from step 100
-
-
-def grid_seed_asking_first(lr: float, grid: tuple[float, ...]) -> int:
-    """A sampler seed whose GridSampler asks ``lr`` first (the study trial whose seeds run, and
-    reach the first rung, first on 2 CPUs), so that successive halving prunes the other."""
-    for seed in range(50):
-        sampler = optuna.samplers.GridSampler({"lr": list(grid), "ratio": [1.0]}, seed=seed)
-        trial = optuna.create_study(sampler=sampler).ask()
-        if trial.suggest_float("lr", min(grid), max(grid), log=True) == lr:
-            return seed
-    raise AssertionError("no seed asks it first")
 
 
 @pytest.mark.slow
