@@ -174,6 +174,26 @@ def objective_of(sweep: pd.DataFrame, record: dict | None) -> Objective:
     return Objective(name, None if penalty is None else float(penalty), binary, source)
 
 
+def penalty_warning(sweep: pd.DataFrame, obj: Objective, name: str) -> list[str]:
+    """A warning (also on stderr) when finished seeds scored worse than the penalty: a diverged
+    seed then ranks better than a seed that trained to the end, and the sweep's choice and
+    scores are wrong wherever both occur. The fix is a sweep ``penalty`` above them."""
+    if obj.penalty is None:
+        return []
+    final = tables.final_rows(sweep)
+    finished = final.loc[final["status"] == "finished", "objective"].dropna()
+    worse = finished[finished > obj.penalty]
+    if worse.empty:
+        return []
+    text = (
+        f"**Warning**: {len(worse)} of {len(finished)} finished seeds of {name} scored worse "
+        f"than the penalty {obj.penalty:g} a diverged seed counts as (up to {worse.max():.4g}), "
+        f"so a diverged seed ranks better than they do; declare a higher `penalty` in the sweep."
+    )
+    print(f"report: {text.replace('**', '')}", file=sys.stderr)
+    return [text, ""]
+
+
 def grid_lines(sweep: pd.DataFrame, obj: Objective) -> list[str]:
     """Every step size tried per cell (``tables.grid_table``): its score over the tuning seeds
     with its interval; the chosen one marked, and where it lies at the edge of the grid."""
@@ -233,6 +253,7 @@ def sweep_section(name: str, sweep: pd.DataFrame, record: dict | None, out: str)
         f"Step size per cell chosen as the sweep chose it: lowest mean {obj.label} over the "
         f"tuning seeds{where}; {obj.penalty_words(failed)}.",
         "",
+        *penalty_warning(sweep, obj, name),
         _named(tables.to_markdown(table), obj.name),
         "",
         *protocol_words(tables.final_rows(sweep)),

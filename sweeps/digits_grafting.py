@@ -13,7 +13,8 @@ state of ada-nsgda and adadir), linear decay of both step sizes. Scaled down so 
 (135 trials) fits in 30 minutes on 2 CPU cores: the small DCGAN-style pair of
 ``trainers.models.digits`` at width 0.25 (8 base channels), z 32, batch 32, 150 generator steps;
 the decay reaches 0 at 333 steps, so it ends at 55% of the initial step size as the paper's
-(45k of 100k steps) does; FID once, at the end, on 1,000 generated images.
+(45k of 100k steps) does; FID once, at the end, on 1,000 generated images. A diverged seed
+counts as FID 2,500, worse than any finished generator here (an untrained one scores ~2,200).
 
     python sweeps/digits_grafting.py [--smoke] [--storage URI] [--resume]
 """
@@ -60,6 +61,10 @@ SWEEP = Sweep(
     name="digits_grafting",
     experiment="wgangp",
     metric="fid",
+    # A diverged seed must not score better than a finished one. On the digits FID an untrained
+    # generator scores about 2,200 and constant or noise images 560 to 2,060 (Inception's 500
+    # would rank a diverged seed above AdaDir's finished ~1,560), so a diverged seed counts 2,500.
+    penalty=2500.0,
     seeds=range(5),
     confirm_seeds=2,  # the chosen step size of each cell on fresh seeds 5 and 6
     cells=[Cell(name, StepSizes(grid=tuple(grid))) for name, grid in GRIDS.items()],

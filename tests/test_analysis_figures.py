@@ -15,7 +15,14 @@ from matplotlib.image import imread
 
 import analysis
 from analysis import figures, samples, tables
-from analysis.report import duration, objective_of, protocol_words, report
+from analysis.report import (
+    Objective,
+    duration,
+    objective_of,
+    penalty_warning,
+    protocol_words,
+    report,
+)
 from sweeps.engine.objectives import OBJECTIVES
 from sweeps.engine.spec import Cell, StepSizes, Sweep, record
 from trainers.trial.run import run_trial
@@ -287,6 +294,25 @@ def test_a_report_section_reads_the_penalty_from_sweep_json_else_from_diverged_s
     assert objective_of(df, {"metric": "mode_kl", "penalty": 3.0}).penalty == 3.0
     got = objective_of(df, {"metric": "mode_kl", "penalty": None})
     assert got.penalty == 5.0 and "diverged" in got.source and got.name == "mode_kl"
+
+
+def test_a_penalty_below_finished_seeds_is_warned_of_in_the_report(plain, capsys):
+    """A diverged seed must never rank better than a finished one: when finished seeds scored
+    worse than the penalty, the report says so (and how many) on the page and on stderr."""
+    df = plain[0][plain[0]["sweep"] == "mogrun"]
+    df = df.assign(objective=df["mode_kl"].where(df["status"] != "diverged", 5.0))
+    final = tables.final_rows(df)
+    finished = final.loc[final["status"] == "finished", "objective"].dropna()
+    assert finished.nunique() > 2  # the fixture's seeds differ
+    cut = float(finished.median())
+    lines = penalty_warning(df, Objective("mode_kl", cut, False, "sweep.json"), "mogrun")
+    n = int((finished > cut).sum())
+    assert n and lines[0].startswith(f"**Warning**: {n} of {len(finished)} finished seeds")
+    assert f"up to {finished.max():.4g}" in lines[0] and "declare a higher `penalty`" in lines[0]
+    assert "finished seeds of mogrun scored worse" in capsys.readouterr().err
+    above = Objective("mode_kl", float(finished.max()), False, "sweep.json")
+    assert penalty_warning(df, above, "mogrun") == []  # none scored worse: no warning
+    assert penalty_warning(df, Objective("mode_kl", None, False, "?"), "mogrun") == []
 
 
 def test_wall_time_and_fid_protocol_read_as_words(tune):
