@@ -121,6 +121,33 @@ def test_a_step_size_grid_that_is_not_a_list_is_named():
         mog_sweep(cells=[Cell("adam", StepSizes(grid=(1e-3,), ratios=2))]).validate()
 
 
+def test_tpe_startup_trials_are_declared_checked_and_reach_the_sampler(tmp_path):
+    from sweeps.engine.searcher import CellSearcher
+
+    tpe = StepSizes(low=1e-4, high=1e-2, trials=6, startup=np.int64(2))
+    sweep = mog_sweep(cells=[Cell("adam", tpe), Cell("sgda", replace(tpe, startup=None))])
+    sweep.validate()
+    assert type(tpe.startup) is int and record(sweep)["cells"][0]["lrs"]["startup"] == 2
+    searcher = CellSearcher(sweep, str(tmp_path / "exp"))
+    searcher._load()
+    got = {name: study.sampler._n_startup_trials for name, study in searcher.studies.items()}
+    assert got == {"adam": 2, "sgda": 10}  # Optuna's default where the sweep says nothing
+    for bad in (-1, 1.5, True, "2"):
+        cells = [Cell("adam", replace(tpe, startup=bad))]
+        with pytest.raises(SweepError, match=rf"startup={bad!r} must be an integer >= 0"):
+            mog_sweep(cells=cells).validate()
+    with pytest.raises(SweepError, match="startup=2 is for a TPE range search"):
+        mog_sweep(cells=[Cell("adam", StepSizes(grid=(1e-3,), startup=2))]).validate()
+    # a record written before ``startup`` existed resumes as the same sweep
+    from sweeps.engine.spec import differences
+
+    old = record(mog_sweep())
+    del old["cells"][0]["lrs"]["startup"]
+    assert differences(old, record(mog_sweep())) == []
+    changed = mog_sweep(cells=[Cell("adam", replace(tpe, startup=3))])
+    assert differences(record(sweep), record(changed))
+
+
 BAD_SCRIPT = """
 from sweeps.engine import Cell, StepSizes, Sweep, log_grid, main
 

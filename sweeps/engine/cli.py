@@ -69,10 +69,15 @@ def parser(
 def describe(sweep: Sweep, smoke: Callable[[Sweep], Sweep] | None = None) -> str:
     """The sweep in words, for ``--help``: experiment, metric, seeds, each cell's step sizes
     and settings, the fixed keys, resources and how many trials it runs (and its smoke)."""
-    from sweeps.engine.objectives import OBJECTIVES
+    from sweeps.engine.objectives import OBJECTIVES, penalty_of
 
     objective = OBJECTIVES.get(sweep.metric)
-    meaning = f" ({objective.meaning}; lower is better)" if objective else ""
+    meaning = (
+        f" ({objective.meaning}; lower is better; a diverged or failed seed counts as "
+        f"{penalty_of(sweep.metric, sweep.penalty):g})"
+        if objective
+        else ""
+    )
     lines = [
         f"sweep {sweep.name!r}: experiment {sweep.experiment!r}, metric {sweep.metric!r}{meaning}",
         f"tuning seeds: {_seeds(sweep.seeds)}; "
@@ -85,7 +90,10 @@ def describe(sweep: Sweep, smoke: Callable[[Sweep], Sweep] | None = None) -> str
         if isinstance(lrs.grid, Sequence) and lrs.grid:
             search = "grid " + ", ".join(f"{v:g}" for v in lrs.grid)
         else:
-            search = f"TPE, {lrs.trials} trials, log-uniform in [{lrs.low}, {lrs.high}]"
+            search = (
+                f"TPE, {lrs.trials} trials ({lrs.startup_trials()} random first), "
+                f"log-uniform in [{lrs.low}, {lrs.high}]"
+            )
         if tuple(lrs.ratios) != (1.0,):
             search += "; ratios " + ", ".join(f"{r:g}" for r in lrs.ratios)
         extra = {"optimizer": cell.optimizer} if cell.label else {}

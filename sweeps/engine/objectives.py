@@ -57,7 +57,7 @@ def _mode_kl(r: dict[str, Any]) -> float:
 OBJECTIVES: dict[str, Objective] = {
     o.name: o
     for o in (
-        Objective("fid", _fid, 500.0, "final FID (a diverged seed counts as 500)", needs=("fid",)),
+        Objective("fid", _fid, 500.0, "final FID", needs=("fid",)),
         Objective(
             "miss_both",
             _miss_both,
@@ -77,7 +77,7 @@ OBJECTIVES: dict[str, Objective] = {
             "mode_kl",
             _mode_kl,
             5.0,
-            "KL(mode histogram || uniform) at the end: 0 balanced, log K collapsed; diverged 5",
+            "KL(mode histogram || uniform) at the end: 0 balanced, log K collapsed",
             needs=("mode_kl",),
         ),
     )

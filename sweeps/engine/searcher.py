@@ -138,7 +138,9 @@ class CellSearcher(Searcher):
             space = {"lr": list(cell.lrs.grid), "ratio": list(cell.lrs.ratios)}
             sampler: optuna.samplers.BaseSampler = optuna.samplers.GridSampler(space, seed=seed)
         else:
-            sampler = optuna.samplers.TPESampler(seed=seed)
+            sampler = optuna.samplers.TPESampler(
+                seed=seed, n_startup_trials=cell.lrs.startup_trials()
+            )
         return optuna.create_study(
             storage=storage,
             sampler=sampler,

@@ -40,6 +40,9 @@ def log_grid(low: float, high: float, points: int) -> list[float]:
     return [float(v) for v in np.logspace(math.log10(low), math.log10(high), points)]
 
 
+TPE_STARTUP = 10  # Optuna's TPESampler default n_startup_trials
+
+
 @dataclass(frozen=True)
 class StepSizes:
     """The step-size search of one cell: a grid (the paper's protocol) or a log-uniform range.
@@ -52,6 +55,17 @@ class StepSizes:
     high: float | None = None
     trials: int = 0  # tpe: how many step sizes to try
     ratios: tuple[float, ...] = (1.0,)
+    startup: int | None = None  # tpe: trials drawn at random before TPE models; None: Optuna's
+
+    def __post_init__(self) -> None:
+        if isinstance(self.startup, np.integer):  # integer-like, e.g. from numpy arithmetic
+            object.__setattr__(self, "startup", int(self.startup))
+
+    def startup_trials(self) -> int:
+        """How many of a TPE search's trials are drawn at random (Optuna's ``n_startup_trials``;
+        its default 10 unless ``startup`` says otherwise). With ``trials`` <= this, TPE is a
+        random log-uniform search."""
+        return TPE_STARTUP if self.startup is None else self.startup
 
     @property
     def searcher(self) -> str:
@@ -80,6 +94,11 @@ class StepSizes:
         if self.grid:
             if self.low is not None or self.high is not None:
                 raise SweepError(f"{where}: give either a grid or a range (low, high), not both")
+            if self.startup is not None:
+                raise SweepError(
+                    f"{where}: startup={self.startup!r} is for a TPE range search; a grid "
+                    "tries every step size"
+                )
             return
         if self.low is None or self.high is None:
             raise SweepError(f"{where}: no step sizes: give grid=[...] or low, high and trials")
@@ -87,6 +106,15 @@ class StepSizes:
             raise SweepError(f"{where}: lr range low={self.low} must be below high={self.high}")
         if self.trials < 1:
             raise SweepError(f"{where}: a range search needs trials >= 1, got {self.trials}")
+        if self.startup is not None and (
+            isinstance(self.startup, bool)
+            or not isinstance(self.startup, int | np.integer)
+            or self.startup < 0
+        ):
+            raise SweepError(
+                f"{where}: startup={self.startup!r} must be an integer >= 0 (the TPE trials "
+                "drawn at random first), or None for Optuna's 10"
+            )
 
 
 @dataclass(frozen=True)
@@ -376,6 +404,7 @@ RECORDED = (
 )
 # what a record written before a key existed means by its absence
 ABSENT = {"confirm_seeds": [], "early_stopping": dataclasses.asdict(EarlyStopping())}
+LRS_ABSENT = {"startup": None}
 
 
 def record(sweep: Sweep) -> dict[str, Any]:
@@ -422,6 +451,8 @@ def differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
             for name in sorted(set(before) & set(after)):
                 for field_name in after[name]:
                     a, b = before[name].get(field_name), after[name][field_name]
+                    if field_name == "lrs" and isinstance(a, dict):
+                        a = {**LRS_ABSENT, **a}  # a key added since the record was written
                     if a != b:
                         out.append(f"cell {name!r} {field_name}: {a!r} -> {b!r}")
             if not out and [c["name"] for c in old] != [c["name"] for c in new]:
