@@ -30,6 +30,10 @@ X: the mean over cells of grid+stop's compute / the grid's; k/n: cells where gri
 same choice; Y: the mean over cells of TPE (without pruning) trials to within 5%.
 
     python benchmarks/search_cost.py [--quick] [--first-rung 0.2] [--reduction-factor 3]
+                                     [--tpe-startup N]
+
+TPE draws ``--tpe-startup`` step sizes at random before it models (default a third of its
+budget, at least 1: with Optuna's default of 10, a budget of 3-6 trials is a random search).
 
 ``--quick`` (minutes): nsgda on the bimodal setting (4 step sizes, 3 seeds), adam and
 adam + GD-regulariser on the mixture of Gaussians (3 step sizes, 2 seeds, 400 steps), adam on
@@ -163,16 +167,30 @@ def first_rung(setting: Setting, fraction: float) -> int:
     return max(setting.every, round(fraction * setting.steps / setting.every) * setting.every)
 
 
-def sweeps_of(setting: Setting, stop: EarlyStopping, cpu: float) -> tuple[Sweep, Sweep]:
-    """The setting's two sweeps: every cell's grid and TPE twin without early stopping, and
-    the same with ``stop``."""
+def tpe_startup(trials: int, startup: int | None) -> int:
+    """TPE's random start-up trials for a budget of ``trials``: ``startup``, else a third of
+    the budget (at least 1). Optuna's default 10 would make a 6-trial TPE a random search."""
+    return max(1, trials // 3) if startup is None else startup
+
+
+def sweeps_of(
+    setting: Setting, stop: EarlyStopping, cpu: float, startup: int | None = None
+) -> tuple[Sweep, Sweep]:
+    """The setting's two sweeps: every cell's grid and TPE twin (``tpe_startup`` random
+    trials first) without early stopping, and the same with ``stop``."""
     cells = []
     for s in setting.searches:
         ratios = (s.ratio,)
         cells.append(
             Cell(s.optimizer, StepSizes(grid=s.grid, ratios=ratios), None, s.overrides, s.label)
         )
-        tpe = StepSizes(low=min(s.grid), high=max(s.grid), trials=len(s.grid), ratios=ratios)
+        tpe = StepSizes(
+            low=min(s.grid),
+            high=max(s.grid),
+            trials=len(s.grid),
+            ratios=ratios,
+            startup=tpe_startup(len(s.grid), startup),
+        )
         cells.append(Cell(s.optimizer, tpe, None, s.overrides, s.label + TPE))
     base = Sweep(
         name=f"{setting.name}_nostop",
@@ -308,11 +326,16 @@ def costs(df: pd.DataFrame, setting: Setting) -> list[CellCost]:
 
 
 def run_setting(
-    setting: Setting, stop: EarlyStopping, cpu: float, root: str, cpus: int
+    setting: Setting,
+    stop: EarlyStopping,
+    cpu: float,
+    root: str,
+    cpus: int,
+    startup: int | None = None,
 ) -> tuple[pd.DataFrame, dict[str, float]]:
     """Run the setting's two sweeps; their collected rows and wall seconds."""
     walls = {}
-    for sweep in sweeps_of(setting, stop, cpu):
+    for sweep in sweeps_of(setting, stop, cpu, startup):
         t0 = time.perf_counter()
         outcome = run(sweep, storage=root, num_cpus=cpus)
         walls[sweep.name] = time.perf_counter() - t0
@@ -367,6 +390,11 @@ def main(argv: list[str] | None = None) -> int:
         "--first-rung", type=float, default=0.2, help="first rung, a fraction of the steps"
     )
     parser.add_argument("--reduction-factor", type=int, default=3)
+    parser.add_argument(
+        "--tpe-startup",
+        type=int,
+        help="TPE's random trials before it models (default: a third of its budget, >= 1)",
+    )
     parser.add_argument("--cpus", type=int, default=2, help="the local Ray's CPUs")
     parser.add_argument("--only", nargs="+", help="run only these settings")
     parser.add_argument("--out", help="keep the sweeps here (default: a temporary directory)")
@@ -375,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--first-rung {args.first_rung}: must be a fraction in (0, 1]")
     if args.reduction_factor < 2:
         parser.error(f"--reduction-factor {args.reduction_factor}: must be an integer >= 2")
+    if args.tpe_startup is not None and args.tpe_startup < 0:
+        parser.error(f"--tpe-startup {args.tpe_startup}: must be an integer >= 0")
     chosen = settings(args.quick)
     names = [s.name for s in chosen]
     if args.only and set(args.only) - set(names):
@@ -393,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             cpu = math.floor(100 * args.cpus / len(setting.seeds)) / 100
             print(f"{setting.name}: {stop}, {cpu} CPUs per trial", flush=True)
-            df, wall = run_setting(setting, stop, cpu, root, args.cpus)
+            df, wall = run_setting(setting, stop, cpu, root, args.cpus, args.tpe_startup)
             walls.update(wall)
             results += costs(df, setting)
     import ray

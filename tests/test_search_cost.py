@@ -102,6 +102,23 @@ def test_the_summary_line_averages_over_cells():
     assert LINE.match(line)
 
 
+def test_tpe_twins_start_modelling_after_a_third_of_their_budget_unless_told():
+    setting = bench.Setting(
+        "tiny",
+        "mog",
+        "mode_kl",
+        (0, 1),
+        {"steps": STEPS},
+        (bench.Search("adam", "adam", (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)),),
+    )
+    stop = EarlyStopping("halving", min_resource=EVERY, reduction_factor=3)
+    for startup, want in ((None, 2), (0, 0), (5, 5)):
+        for sweep in bench.sweeps_of(setting, stop, 1.0, startup):
+            grid, tpe = (c.lrs for c in sweep.cells)
+            assert grid.startup is None and tpe.trials == 6 and tpe.startup_trials() == want
+    assert bench.tpe_startup(2, None) == 1  # never 0 by default: the first trial is random
+
+
 @pytest.mark.slow
 def test_one_cell_end_to_end_counts_compute_from_rows_and_the_same_choice(tmp_path):
     grid = (GOOD, BAD)
