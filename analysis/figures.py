@@ -136,8 +136,38 @@ def _band(ax, data: pd.DataFrame, x: str, y: str, label: str, color) -> None:
     stats = data.groupby(x)[y].agg(["mean", "min", "max"]).sort_index()
     if stats.empty:
         return
-    ax.plot(stats.index, stats["mean"], color=color, label=label)
+    ax.plot(stats.index, stats["mean"], "o-", ms=3, color=color, label=label)
     ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.2)
+
+
+def _evaluated_once(rows: pd.DataFrame, value: str) -> bool:
+    """Whether every cell of ``rows`` has ``value`` at one step only (a sweep that evaluates
+    once, at the end): a curve is then a point, so figures draw one marker per cell."""
+    steps = rows.dropna(subset=[value]).groupby("cell")[X].nunique()
+    return bool(len(steps)) and bool((steps <= 1).all())
+
+
+def _final_points(ax, cells: list[tuple[str, dict[str, float], str]], ylabel: str) -> None:
+    """One marker per cell (x: the cells) with its interval ``lo``-``hi`` as an error bar."""
+    for i, (cell, p, text) in enumerate(cells):
+        lo, hi = p.get("lo", math.nan), p.get("hi", math.nan)
+        err = [[p["mean"] - lo], [hi - p["mean"]]] if math.isfinite(lo) else None
+        color = colormaps["tab10"](i % 10)
+        ax.errorbar(
+            [i],
+            [p["mean"]],
+            yerr=err,
+            fmt="o",
+            ms=6,
+            capsize=5,
+            color=color,
+            label=text,
+            gid=f"cell:{cell}",
+        )
+    ax.set_xticks(range(len(cells)), [c for c, _, _ in cells])
+    ax.set_xlim(-0.6, len(cells) - 0.4)
+    ax.set_xlabel("cell (evaluated once, at the end of training)")
+    ax.set_ylabel(ylabel)
 
 
 def fig1(df: pd.DataFrame, metric: str = "fid") -> Figure:
@@ -184,7 +214,7 @@ def fig1(df: pd.DataFrame, metric: str = "fid") -> Figure:
 
 def fig2a(df: pd.DataFrame, metric: str = "fid") -> Figure:
     """Fig. 2a: the metric over training per cell at its chosen step size, mean over seeds with
-    a min-max band."""
+    a min-max band (a sweep that evaluated once: one marker per cell with its min-max)."""
     if not _has(df, metric):
         raise NoData(f"fig2a needs {metric}")
     groups = _groups(df[df[metric].notna()])
@@ -195,15 +225,31 @@ def fig2a(df: pd.DataFrame, metric: str = "fid") -> Figure:
         if tables.METRICS.get(metric, tables.METRICS["fid"]).needs_protocol:
             tables.check_protocol(g[g[metric].notna()], by_step, metric)
         picked = chosen(g, metric)
+        ax.set_title(name)
+        if _evaluated_once(picked, metric):
+            points = [
+                (
+                    cell,
+                    {"mean": c[metric].mean(), "lo": c[metric].min(), "hi": c[metric].max()},
+                    describe(c),
+                )
+                for cell, c in picked.dropna(subset=[metric]).groupby("cell", sort=True)
+            ]
+            _final_points(ax, points, f"{_label(metric)} (mean, min-max over the seeds)")
+            ax.legend(fontsize=7)
+            continue
         for i, (_, c) in enumerate(picked.groupby("cell", sort=True)):
             _band(ax, c, X, metric, describe(c), colormaps["tab10"](i % 10))
-        ax.set_title(name)
         ax.set_xlim(left=0)
         ax.set_xlabel(X_LABEL)
         ax.set_ylabel(_label(metric))
         ax.legend(fontsize=7)
+    once = all(_evaluated_once(chosen(g, metric), metric) for _, g in groups)
     fig.suptitle(
-        f"Fig. 2a: {_label(metric)} over training at each cell's chosen step size "
+        f"Fig. 2a: {_label(metric)} at the end of training at each cell's chosen step size "
+        "(mean and min-max over the seeds)"
+        if once
+        else f"Fig. 2a: {_label(metric)} over training at each cell's chosen step size "
         "(line: mean over the seeds; band: min-max)"
     )
     return fig
@@ -480,7 +526,8 @@ def curves(
 ) -> Figure:
     """``metric`` (default: the sweep's ``objective``, else the experiment's paper metric) over
     training, one panel per sweep, one line per cell at its chosen step size: the mean over the
-    seeds with its CI band (``stats.mean_ci``), from the "confirm" seeds where there are any.
+    seeds with its CI band (``stats.mean_ci``), from the "confirm" seeds where there are any;
+    a sweep that evaluated once (at the end) gets one marker per cell with its CI.
     Diverged reports are left out. Evaluations under another FID protocol than most (the
     final, larger one) are drawn as points with their CI."""
     s = settings or stats.Settings(n_resamples=2000)
@@ -497,11 +544,25 @@ def curves(
     fig = Figure(figsize=(6.5 * len(sweeps), 4.8), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(sweeps)))
     name = label or _label(metric)
+    once = []  # per panel: evaluated once (drawn as points per cell)
     for ax, (sweep, g) in zip(axes, sweeps, strict=True):
         picked = chosen(g, metric, penalty)
         if "diverged" in picked.columns:
             picked = picked[~picked["diverged"].fillna(False).astype(bool)]
         picked = picked.assign(_value=m.value(picked))
+        once.append(_evaluated_once(picked, "_value"))
+        if once[-1]:
+            points = []
+            for cell, c in picked.groupby("cell", sort=True):
+                pts = _curve_points(c, "_value", s)
+                if not pts.empty:
+                    text = describe(c) + (f" [{stage(c).iloc[0]}]" if "stage" in c.columns else "")
+                    points.append((cell, pts.iloc[-1].to_dict(), text))
+            _final_points(ax, points, f"{name} ({_direction(metric)})")
+            step = int(picked[X].max()) if picked[X].notna().any() else 0
+            ax.set_title(f"{sweep}: evaluated once, at step {step}", fontsize=9)
+            ax.legend(fontsize=7)
+            continue
         protocols = set()
         for i, (cell, c) in enumerate(picked.groupby("cell", sort=True)):
             color = colormaps["tab10"](i % 10)
@@ -525,8 +586,9 @@ def curves(
             title += f"\nFID protocol of the lines: {sorted(protocols)[0]}; diamonds: other ones"
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7)
+    when = "at the end of training" if all(once) else "over training"
     fig.suptitle(
-        f"{name} over training at each cell's chosen step size: mean and {s.level:.0%} CI "
+        f"{name} {when} at each cell's chosen step size: mean and {s.level:.0%} CI "
         "over the seeds named"
     )
     return fig

@@ -189,6 +189,30 @@ def test_curves_show_each_cell_at_its_chosen_step_size_with_a_band(plain, tmp_pa
     assert "adam: lr 0.0001, seeds 0-2" in legend or "adam: lr 0.001, seeds 0-2" in legend
 
 
+def test_a_sweep_evaluated_once_is_drawn_as_one_point_per_cell_with_its_interval(plain, tmp_path):
+    """Evaluated only at the end (as the digits study is), a 'curve' is one point: curves and
+    Fig. 2a then draw one marker per cell at its chosen step size, with the CI (min-max)."""
+    df = plain[0][plain[0]["sweep"] == "mogrun"]
+    last = df.groupby("trial_id")["step"].transform("max")
+    once = df[df["step"] == last]
+    assert once.groupby("trial_id").size().eq(1).all() and df["step"].nunique() > 1
+    table = tables.main_table(once, "mode_kl").set_index("cell")
+    for fig in (figures.curves(once, "mode_kl"), figures.fig2a(once, "mode_kl")):
+        looked_at(fig, tmp_path / "once.png")
+        ax = fig.axes[0]
+        assert "at the end of training" in fig.get_suptitle()
+        assert [t.get_text() for t in ax.get_xticklabels()] == sorted(table.index)
+        for i, cell in enumerate(sorted(table.index)):
+            marker = ax.containers[i].lines[0]  # an errorbar: its data line
+            assert marker.get_xdata()[0] == i
+            assert marker.get_ydata()[0] == pytest.approx(table.loc[cell, "mean"])
+        bars = [c for c in ax.containers if c.has_yerr]
+        assert len(bars) == len(table)  # each with its interval
+    many = figures.curves(df, "mode_kl")  # evaluated often: lines over the steps, as before
+    assert "over training" in many.get_suptitle()
+    assert many.axes[0].get_xlabel() == "generator steps"
+
+
 def test_curves_prefer_the_confirm_seeds(tune):
     df = tune[tune["sweep"] == "mog"].copy()
     # seed 1 re-run at adam's chosen step size as the confirmation stage
