@@ -416,6 +416,7 @@ def _sensitivity_panel(
     steps = steps.assign(ratio=[_ratio(a, b) for a, b in zip(steps["lr_d"], steps["lr_g"])])
     top = blended_transform_factory(ax.transData, ax.transAxes)
     picked = []
+    marks: dict[float, int] = {}  # failed-seed marks placed at each step size so far
     lines = [
         (c, r) for c, g in steps.groupby("cell", sort=True) for r in sorted(g["ratio"].unique())
     ]
@@ -433,12 +434,15 @@ def _sensitivity_panel(
         ax.errorbar(g["lr_g"], mean, yerr=err, fmt="none", ecolor=color, capsize=4, alpha=0.8)
         for lr, failed, seeds in zip(g["lr_g"], g["diverged"] + g["errored"], g["seeds"]):
             if failed:
+                row = marks.get(lr, 0)  # cells failing at the same step size: one row each
+                marks[lr] = row + 1
+                y = 0.97 - 0.075 * row
                 ax.plot(
-                    [lr], [0.97], "x", color=color, ms=9, mew=2, transform=top, gid=f"failed:{name}"
+                    [lr], [y], "x", color=color, ms=9, mew=2, transform=top, gid=f"failed:{name}"
                 )
                 ax.text(
                     lr,
-                    0.91,
+                    y - 0.045,
                     f"{failed}/{seeds}",
                     color=color,
                     transform=top,
@@ -457,7 +461,15 @@ def _sensitivity_panel(
     ax.set_xscale("log")
     ax.set_xlabel("generator step size lr_G (log scale)")
     lo, hi = ax.get_ylim()
-    ax.set_ylim(lo, hi + 0.2 * (hi - lo))  # room for the failed-seed marks at the top
+    rows = max(marks.values(), default=1)
+    shown = np.concatenate([line.get_ydata() for line in ax.get_lines() if line.get_gid()])
+    shown = shown[np.isfinite(shown)]
+    if len(shown) and shown.min() > 0 and shown.max() / shown.min() > 30:
+        ax.set_yscale("log")  # e.g. FIDs from 50 to 2,500: the good step sizes stay readable
+        lo, hi = ax.get_ylim()
+        ax.set_ylim(lo, hi * (hi / lo) ** (0.2 + 0.1 * (rows - 1)))
+    else:
+        ax.set_ylim(lo, hi + (0.2 + 0.1 * (rows - 1)) * (hi - lo))  # room for the failed marks
     ax.legend(fontsize=7, loc="upper left")
     return picked
 
@@ -486,7 +498,8 @@ def sensitivity(
     name = label or _label(metric)
     for ax, (sweep, g) in zip(axes, sweeps, strict=True):
         picked = _sensitivity_panel(ax, g, metric, penalty, s, binary)
-        ax.set_ylabel(f"final {name} ({_direction(metric)})")
+        scale = ", log scale" if ax.get_yscale() == "log" else ""
+        ax.set_ylabel(f"final {name} ({_direction(metric)}{scale})")
         ax.set_title(f"{sweep} ({_seeds(g)})\nchosen: " + "; ".join(picked), fontsize=9)
     failed = "failed seeds count as the penalty" if penalty is not None else "failed seeds left out"
     fig.suptitle(

@@ -66,7 +66,7 @@ SWEEP = Sweep(
     # would rank a diverged seed above AdaDir's finished ~1,560), so a diverged seed counts 2,500.
     penalty=2500.0,
     seeds=range(5),
-    confirm_seeds=2,  # the chosen step size of each cell on fresh seeds 5 and 6
+    confirm_seeds=5,  # the chosen step size of each cell on fresh seeds 5-9
     cells=[Cell(name, StepSizes(grid=tuple(grid))) for name, grid in GRIDS.items()],
     fixed=TRAINER,
     resources=Resources(cpu=1, gpu=0),

@@ -152,6 +152,28 @@ def test_sensitivity_marks_the_chosen_step_size_and_the_diverged_seeds(plain, tm
     assert "seeds 0-2" in title and "adam: lr 0.0001" in title and "sgda: lr 0.03" in title
 
 
+def test_sensitivity_stacks_failed_marks_of_cells_at_one_step_size_and_logs_wide_ranges(
+    plain, tmp_path
+):
+    df = plain[0][plain[0]["sweep"] == "mogrun"]
+    twin = df[df["cell"] == "sgda"].assign(cell="sgda2", trial_id=lambda d: d["trial_id"] + "b")
+    both = pd.concat([df, twin], ignore_index=True)
+    fig = figures.sensitivity(both, "mode_kl")
+    looked_at(fig, tmp_path / "stacked.png")
+    ax = fig.axes[0]
+    marks = gids(ax, "failed:")
+    assert set(marks) == {"sgda", "sgda2"}  # both fail 2/3 at lr 30: one row each, not on top
+    ys = sorted(float(m.get_ydata()[0]) for m in marks.values())
+    assert ys[1] - ys[0] > 0.05 and [t.get_text() for t in ax.texts].count("2/3") == 2
+    assert ax.get_yscale() == "linear"  # mode_kl spans 0 to ~2: linear
+    # an objective over decades (as FIDs from 50 to 2,500): a log axis, said in its label
+    wide = df.assign(objective=np.exp(4 * df["mode_kl"]))
+    final = tables.final_rows(wide)["objective"].dropna()
+    assert final.max() / final.min() > 30
+    ax = figures.sensitivity(wide, "objective").axes[0]
+    assert ax.get_yscale() == "log" and "log scale" in ax.get_ylabel()
+
+
 def test_sensitivity_draws_one_line_per_cell_and_ratio(tune, tmp_path):
     df = tune[tune["sweep"] == "wgangp"]
     fig = figures.sensitivity(df, "objective", label="objective fid")
