@@ -129,6 +129,25 @@ def test_digits_fid_of_the_data_is_near_zero_and_of_shuffled_pixels_large(cache,
     assert far > 300 and mid > 10 and far > 2 * mid
 
 
+def test_the_digits_sweeps_penalty_is_worse_than_any_degenerate_generator(cache, extractor):
+    """A diverged seed must not rank above one that trained: the sweep's penalty is above the
+    digits FID of constant, noise and untrained-looking images (Inception's 500 is not)."""
+    from sweeps.digits_grafting import SWEEP
+    from sweeps.engine.objectives import penalty_of
+
+    n, g = 1000, torch.Generator().manual_seed(0)
+    grid = (torch.arange(16)[:, None] + torch.arange(16)[None]) % 2 * 255
+    fakes = {
+        "black": torch.zeros(n, 1, 16, 16),
+        "white": torch.full((n, 1, 16, 16), 255.0),
+        "uniform noise": 255 * torch.rand(n, 1, 16, 16, generator=g),
+        "checkerboard": grid.expand(n, 1, 16, 16).float(),
+    }
+    fids = {k: _fid(extractor, cache, v.to(torch.uint8)) for k, v in fakes.items()}
+    assert max(fids.values()) < SWEEP.penalty, fids
+    assert max(fids.values()) > penalty_of("fid"), fids  # why the sweep sets its own
+
+
 def test_digits_fid_rows_name_the_digits_extractor(cache):
     cfg = experiments.resolve_config(
         {
