@@ -81,10 +81,15 @@ def _write_lmdb(dest: Path, images: list[np.ndarray]) -> Path:
     return dest
 
 
+def zip_path(where: Path, dataset: str, resolution: int) -> Path:
+    """Where ``prepared`` puts ``dataset``'s smoke zip at ``resolution`` px under ``where``."""
+    return where / f"{dataset}-{resolution}.zip"
+
+
 def prepared(where: Path, dataset: str, resolution: int) -> Path:
     """The zip of ``dataset``'s smoke originals at ``resolution`` px under ``where``, made by
     ``trainers.data.prepare`` unless it is there already."""
-    dest = where / f"{dataset}-{resolution}.zip"
+    dest = zip_path(where, dataset, resolution)
     if dest.is_file():
         return dest
     where.mkdir(parents=True, exist_ok=True)

@@ -78,7 +78,7 @@ def stylegan2_smoke(sweep: Sweep, data: Path | None = None) -> Sweep:
         fixed.pop("generated_size", None)
         fixed.update(
             dataset=dataset,
-            data_path=str(data / f"{dataset}-{TINY['resolution']}.zip"),
+            data_path=str(smoke_data.zip_path(data, dataset, TINY["resolution"])),
             fid_cache=str(data / smoke_data.FID_CACHE),  # never another zip's statistics
         )
     return replace(small, cells=[*small.cells, *extra], fixed=fixed)
