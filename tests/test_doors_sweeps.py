@@ -6,6 +6,7 @@ Ray's routine notices are silenced and its real warnings are not."""
 from __future__ import annotations
 
 import logging
+import os
 import runpy
 import subprocess
 import sys
@@ -421,3 +422,15 @@ def test_an_address_that_answers_but_is_no_ray_head_exits_2_soon(tmp_path, schem
     assert "ray start --head" in done.stderr and "Traceback" not in done.stderr
     assert not runs.exists()
     assert seconds < 60, seconds
+
+
+def test_auto_probes_ray_address_where_it_is_set(tmp_path, capsys, monkeypatch):
+    import ray
+
+    ray.shutdown()
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{free_port()}")
+    runs = tmp_path / "runs"
+    assert script("wgangp_cifar10", "--smoke", "--storage", str(runs), "--address", "auto") == 2
+    err = capsys.readouterr().err
+    assert f"--address auto ($RAY_ADDRESS={os.environ['RAY_ADDRESS']}): nobody answered" in err
+    assert not runs.exists() and not ray.is_initialized()

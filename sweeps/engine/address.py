@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from sweeps.engine.spec import SweepError
 
 CLIENT = "ray://"
+RAY_ADDRESS_ENV = "RAY_ADDRESS"  # where Ray connects for ``auto`` when it is set
 PROBE_TIMEOUT_S = 5.0
 # Ray's knobs (environment variables) for connecting, with the values used unless they are
 # set. Ray's defaults: 20 tries to reach a GCS, each up to 30 s (plus two 5 s connects), and
@@ -85,10 +86,19 @@ def probe(address: str, where: tuple[str, int], timeout_s: float = PROBE_TIMEOUT
 
 
 def check(address: str | None, timeout_s: float = PROBE_TIMEOUT_S) -> None:
-    """Refuse a bad ``address`` (syntax first, then the probe); None (a local Ray) passes."""
+    """Refuse a bad ``address`` (syntax first, then the probe); None (a local Ray) passes.
+    ``auto`` probes ``$RAY_ADDRESS`` when set (Ray connects there), else Ray looks itself."""
     if address is None:
         return
     where = parse(address)
+    env = os.environ.get(RAY_ADDRESS_ENV)
+    if where is None and env:
+        try:
+            where = parse(env)
+        except SweepError:  # not HOST:PORT: Ray's own reading of it decides
+            where = None
+        if where is not None:
+            address = f"auto (${RAY_ADDRESS_ENV}={env})"
     if where is not None:
         probe(address, where, timeout_s)
 
@@ -96,6 +106,12 @@ def check(address: str | None, timeout_s: float = PROBE_TIMEOUT_S) -> None:
 def refused(address: str, error: BaseException) -> SweepError:
     """The message for a ``ray.init`` that could not connect to ``address``."""
     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if address == "auto":
+        return SweepError(
+            f"--address auto: no running Ray cluster found on this machine (Ray: {reason}); "
+            f"start one with `ray start --head`, give its HOST:PORT, or leave --address out "
+            "for a local Ray"
+        )
     return SweepError(
         f"--address {address}: no Ray cluster answered there (Ray: {reason}); what listens "
         f"there is no running Ray head: {START_HEAD}"
