@@ -11,21 +11,28 @@ configs as a mapping, so trials on any node have it and record it with their con
 
     python sweeps/stylegan2_ffhq.py [--profile FILE] [--smoke] [--resume] [--storage URI] ...
 
-The engine's ``--smoke`` is replaced here by ``stylegan2_smoke`` (16 px, tiny channels).
+The engine's ``--smoke`` is replaced here by ``stylegan2_smoke`` (16 px, tiny channels), on the
+sweep's own data set: originals of its shape made by ``sweeps.smoke_data`` and put through
+``python -m trainers.data prepare`` into the zip its loader reads (a local Ray's workers read it
+where the driver wrote it; a cluster's workers would need it on their disks).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
 
 from analysis import storage
-from sweeps.engine import Cell, StepSizes, Sweep
+from sweeps import smoke_data
+from sweeps.engine import Cell, StepSizes, Sweep, SweepError
+from sweeps.engine import address as addresses
 from sweeps.engine.cli import parser, run_from_args
-from sweeps.engine.driver import experiment_path, storage_root
+from sweeps.engine.driver import check_options, experiment_path, storage_root
 from sweeps.engine.smoke import STYLEGAN2
 from sweeps.engine.tuner import EXIT_BAD_INPUT
 from sweeps.image_presets import GRIDS, smoke
@@ -55,16 +62,37 @@ def with_profile(sweep: Sweep, profile: Mapping[str, float]) -> Sweep:
     return replace(sweep, cells=[*sweep.cells, cell])
 
 
-def stylegan2_smoke(sweep: Sweep) -> Sweep:
-    """The image smoke (first two cells, generated images, CPU) at 16 px with tiny channels,
-    keeping the profile cell when there is one."""
+def stylegan2_smoke(sweep: Sweep, data: Path | None = None) -> Sweep:
+    """The image smoke (first two cells, CPU) at 16 px with tiny channels, keeping the profile
+    cell when there is one; on generated images, or with ``data`` (the directory ``smoke_data``
+    prepared) on the sweep's own data set from there."""
     small = smoke(sweep)
     extra = [
         replace(c, dataset=None, lrs=replace(c.lrs, grid=c.lrs.grid[len(c.lrs.grid) // 2 :][:1]))
         for c in sweep.cells[2:]
         if c.label == PROFILE_LABEL
     ]
-    return replace(small, cells=[*small.cells, *extra], fixed={**small.fixed, **TINY})
+    fixed = {**small.fixed, **TINY}
+    if data is not None:
+        dataset = sweep.cells[0].dataset
+        fixed.pop("generated_size", None)
+        fixed.update(
+            dataset=dataset,
+            data_path=str(smoke_data.zip_path(data, dataset, TINY["resolution"])),
+            fid_cache=str(data / smoke_data.FID_CACHE),  # never another zip's statistics
+        )
+    return replace(small, cells=[*small.cells, *extra], fixed=fixed)
+
+
+def own_data_smoke(sweep: Sweep, args: argparse.Namespace) -> Callable[[Sweep], Sweep]:
+    """``stylegan2_smoke`` on the sweep's own data set, its smoke zip prepared first (once per
+    storage) when the data set has smoke originals; else on generated images."""
+    dataset = sweep.cells[0].dataset
+    if dataset not in smoke_data.SHAPES:
+        return stylegan2_smoke
+    where = smoke_data.place(storage_root(args.storage))
+    smoke_data.prepared(where, dataset, TINY["resolution"])
+    return functools.partial(stylegan2_smoke, data=where)
 
 
 def profile_sweep(sweep: Sweep) -> Sweep:
@@ -112,8 +140,11 @@ def experiment_dir(name: str, args: argparse.Namespace) -> str:
     return experiment_path(args.storage, name + ("_smoke" if args.smoke else ""))
 
 
-def stage_one(sweep: Sweep, args: argparse.Namespace) -> tuple[int, dict[str, float] | None]:
-    """Run stage 1 (or take its saved profile, or resume it): (exit code, profile)."""
+def stage_one(
+    sweep: Sweep, args: argparse.Namespace, small: Callable[[Sweep], Sweep] = stylegan2_smoke
+) -> tuple[int, dict[str, float] | None]:
+    """Run stage 1 (or take its saved profile, or resume it) with the smoke version
+    ``small``: (exit code, profile)."""
     first = profile_sweep(sweep)
     path = experiment_dir(first.name, args)
     saved = storage.read_text(path, PROFILE_FILE)
@@ -123,7 +154,7 @@ def stage_one(sweep: Sweep, args: argparse.Namespace) -> tuple[int, dict[str, fl
     if args.resume and not storage.exists(path):
         args = argparse.Namespace(**{**vars(args), "resume": False})  # stage 1 never began
     print(f"stage 1: the ada-nsgda profile run ({first.name})")
-    outcome = run_from_args(first, args, smoke=stylegan2_smoke)
+    outcome = run_from_args(first, args, smoke=small)
     if outcome.code:
         return outcome.code, None
     if not outcome.checkpoints:
@@ -143,10 +174,20 @@ def run_with_profile(
     """Stage 2 with ``--profile FILE``, else with the profile of the stage 1 named
     ``profile_from`` (another sweep's, e.g. FFHQ's for LSUN Church), else after running this
     sweep's own stage 1. Returns the exit code."""
-    problem = storage.directory_problem(storage_root(args.storage))
-    if problem is not None:
-        print(f"gansweep: --storage {problem}: give a directory or a bucket URI", file=sys.stderr)
+    try:  # the options, before the smoke writes its data
+        check_options(
+            storage_root(args.storage),
+            args.address,
+            args.max_concurrent,
+            args.num_cpus,
+            args.optuna_storage,
+            args.dashboard_port if args.dashboard else None,
+        )
+        addresses.check(args.address)
+    except SweepError as e:
+        print(f"gansweep: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    profile = None
     if args.profile is None and profile_from is not None:
         path = experiment_dir(profile_from + STAGE_ONE_SUFFIX, args)
         saved = storage.read_text(path, PROFILE_FILE)
@@ -167,9 +208,10 @@ def run_with_profile(
         except (OSError, ValueError) as e:
             print(f"gansweep: --profile: {e}", file=sys.stderr)
             return EXIT_BAD_INPUT
-    else:
-        code, profile = stage_one(sweep, args)
+    small = own_data_smoke(sweep, args) if args.smoke else stylegan2_smoke
+    if profile is None:
+        code, profile = stage_one(sweep, args, small)
         if code:
             return code
     print(f"stage 2: the comparison ({sweep.name}), nsgda with {len(profile)} layer scales")
-    return run_from_args(with_profile(sweep, profile), args, smoke=stylegan2_smoke).code
+    return run_from_args(with_profile(sweep, profile), args, smoke=small).code

@@ -6,6 +6,7 @@ Ray's routine notices are silenced and its real warnings are not."""
 from __future__ import annotations
 
 import logging
+import os
 import runpy
 import subprocess
 import sys
@@ -335,3 +336,171 @@ def test_a_small_sample_fid_does_not_warn_about_a_singular_matrix():
         value = fid.frechet(a, b)
     assert np.isfinite(value) and value > 0
     assert not [w for w in caught if "singular" in str(w.message)]
+
+
+@pytest.mark.parametrize(
+    "name, dataset", [("stylegan2_ffhq", "ffhq"), ("stylegan2_lsun_church", "lsun_church")]
+)
+def test_each_stylegan2_smoke_reads_its_own_data_set_through_prepare(
+    tmp_path, capsys, name, dataset
+):
+    """FFHQ's smoke trains on square originals, LSUN Church's on landscape ones (an LMDB export
+    where ``lmdb`` is installed), each prepared by ``trainers.data prepare`` into the zip its
+    own loader reads; never on generated images."""
+    import importlib.util
+
+    from sweeps import smoke_data
+    from sweeps.engine import smoke_version
+    from sweeps.stylegan2_presets import TINY, own_data_smoke, parse
+    from trainers import experiments
+    from trainers.data import images
+
+    sweep = runpy.run_path(str(ROOT / "sweeps" / f"{name}.py"))["SWEEP"]
+    small = smoke_version(
+        sweep, own_data_smoke(sweep, parse(["--smoke", "--storage", str(tmp_path)]))
+    )
+    small.validate()
+    zip_path = tmp_path / smoke_data.FOLDER / f"{dataset}-16.zip"
+    for cfg in small.data_configs().values():
+        assert (cfg["dataset"], cfg["data_path"]) == (dataset, str(zip_path))
+        assert cfg["resolution"] == TINY["resolution"] == 16
+        experiments.check_data(cfg)
+    kind = "lmdb" if dataset == "lsun_church" and importlib.util.find_spec("lmdb") else "folder"
+    assert (
+        f"prepare: wrote {smoke_data.COUNT} images (16x16) from {kind} " in capsys.readouterr().err
+    )
+    height, width = smoke_data.SHAPES[dataset]
+    assert (height == width) == (dataset == "ffhq")  # LSUN Church's originals are not square
+    assert {a.shape for a in smoke_data.originals(dataset)} == {(height, width, 3)}
+    data = images.load(dataset, zip_path, 16)
+    assert tuple(data.images.shape) == (smoke_data.COUNT, 3, 16, 16)
+    assert data.name == f"{dataset}-16-{smoke_data.COUNT}"
+    # the zip holds the originals centre-cropped to a square, then resized (prepare's rule)
+    first = smoke_data.originals(dataset)[0]
+    side = min(height, width)
+    left, top = (width - side) // 2, (height - side) // 2
+    crop = first[top : top + side, left : left + side]
+    expected = images.decode_image(_png_bytes(crop), "crop", 16)
+    assert np.array_equal(data.images[0].permute(1, 2, 0).numpy(), expected)
+    before = zip_path.stat().st_mtime_ns
+    own_data_smoke(sweep, parse(["--smoke", "--storage", str(tmp_path)]))  # a rerun reuses it
+    assert zip_path.stat().st_mtime_ns == before
+    assert sorted(p.name for p in zip_path.parent.iterdir()) == [zip_path.name]
+
+
+def _png_bytes(array: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array, "RGB").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (just released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    "address, words",
+    [
+        ("nonsense", "not HOST:PORT"),
+        ("ray://", "not HOST:PORT"),
+        ("10.0.0.5", "not HOST:PORT"),
+        ("10.0.0.5:99999", "port '99999' is not a number from 1 to 65535"),
+        ("ray://10.0.0.5:port", "port 'port' is not a number"),
+        ("http://10.0.0.5:8265", "not HOST:PORT"),
+        ("local", "a local Ray is what no --address gives"),
+    ],
+)
+def test_a_malformed_address_exits_2_before_ray_starts(tmp_path, capsys, address, words):
+    import ray
+
+    ray.shutdown()
+    runs = tmp_path / "runs"
+    assert script("wgangp_cifar10", "--smoke", "--storage", str(runs), "--address", address) == 2
+    err = capsys.readouterr().err
+    assert f"--address {address!r}: {words}" in err, err
+    assert "allowed: auto" in err and "HOST:PORT of a running Ray head" in err
+    assert "ray://HOST:PORT" in err and "Traceback" not in err
+    assert not runs.exists() and not ray.is_initialized()
+
+
+@pytest.mark.parametrize("scheme", ["", "ray://"])
+@pytest.mark.parametrize("name", ["wgangp_cifar10", "stylegan2_lsun_church"])
+def test_an_address_nobody_listens_on_exits_2_at_once(tmp_path, capsys, name, scheme):
+    """Refused before Ray is contacted (Ray itself retries a refused GCS for minutes), and
+    before the LSUN Church smoke prepares its data or looks for FFHQ's profile."""
+    import time
+
+    import ray
+
+    ray.shutdown()
+    address = f"{scheme}127.0.0.1:{free_port()}"
+    runs = tmp_path / "runs"
+    start = time.monotonic()
+    assert script(name, "--smoke", "--storage", str(runs), "--address", address) == 2
+    assert time.monotonic() - start < 5.0
+    err = capsys.readouterr().err
+    host_port = address.removeprefix("ray://")
+    assert f"--address {address}: nobody answered at {host_port}" in err, err
+    assert "ray start --head" in err and "Traceback" not in err
+    assert not runs.exists() and not ray.is_initialized()
+
+
+LISTENER = """
+import socket, sys
+server = socket.create_server(("0.0.0.0", 0))
+print(server.getsockname()[1], flush=True)
+held = []
+while True:
+    held.append(server.accept()[0])  # accepted, never answered: no Ray head
+"""
+
+
+@pytest.mark.parametrize("scheme", ["", "ray://"])
+def test_an_address_that_answers_but_is_no_ray_head_exits_2_soon(tmp_path, scheme):
+    """Something listens at HOST:PORT but speaks no Ray: Ray's own error (after its retries,
+    cut short: 20 s for a GCS, 35 s for Ray Client by default) becomes a message, exit 2."""
+    import time
+
+    listener = subprocess.Popen([sys.executable, "-c", LISTENER], stdout=subprocess.PIPE, text=True)
+    try:
+        address = f"{scheme}127.0.0.1:{listener.stdout.readline().strip()}"
+        runs = tmp_path / "runs"
+        start = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "sweeps/wgangp_cifar10.py", "--smoke", "--storage", str(runs)]
+            + ["--address", address],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=ROOT,
+        )
+        seconds = time.monotonic() - start
+    finally:
+        listener.kill()
+        listener.wait()
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert f"--address {address}: no Ray cluster answered there (Ray: " in done.stderr
+    assert "ray start --head" in done.stderr and "Traceback" not in done.stderr
+    assert not runs.exists()
+    assert seconds < 60, seconds
+
+
+def test_auto_probes_ray_address_where_it_is_set(tmp_path, capsys, monkeypatch):
+    import ray
+
+    ray.shutdown()
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{free_port()}")
+    runs = tmp_path / "runs"
+    assert script("wgangp_cifar10", "--smoke", "--storage", str(runs), "--address", "auto") == 2
+    err = capsys.readouterr().err
+    assert f"--address auto ($RAY_ADDRESS={os.environ['RAY_ADDRESS']}): nobody answered" in err
+    assert not runs.exists() and not ray.is_initialized()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 
 import pytest
@@ -83,18 +84,24 @@ def test_a_gpu_sweep_without_gpus_is_refused_before_it_starts(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
-def test_stylegan2_two_stages_and_the_profile_on_another_dataset(tmp_path):
+def test_stylegan2_two_stages_and_the_profile_on_another_dataset(tmp_path, capsys):
     """FFHQ smoke: stage 1 (an ada-nsgda run) writes the profile, stage 2 runs nsgda with it;
-    a resume reuses it; LSUN Church's sweep takes FFHQ's profile from the same storage."""
+    a resume reuses it; LSUN Church's sweep takes FFHQ's profile from the same storage. Each
+    smoke trains on its own data set, prepared from originals of its shape (LSUN Church's
+    landscape ones from an LMDB) into a 16 px zip, and its rows and table name that data set."""
     import glob
     import json
 
-    from sweeps import stylegan2_ffhq, stylegan2_lsun_church
+    from sweeps import smoke_data, stylegan2_ffhq, stylegan2_lsun_church
     from sweeps.stylegan2_presets import TINY, parse, run_with_profile
+    from trainers.data import images
     from trainers.models import stylegan2
 
     argv = ["--smoke", "--storage", str(tmp_path), "--num-cpus", "2"]
     assert run_with_profile(stylegan2_ffhq.SWEEP, parse(argv)) == 0
+    assert "prepare: wrote 64 images (16x16) from folder" in capsys.readouterr().err
+    for sweep in ("stylegan2_ffhq_profile_smoke", "stylegan2_ffhq_smoke"):
+        _assert_trained_on(tmp_path, sweep, "ffhq")
     profile = json.loads((tmp_path / "stylegan2_ffhq_profile_smoke/profile.json").read_text())
     t = TINY  # the smoke's sizes
     G = stylegan2.Generator(t["resolution"], t["z_dim"], t["z_dim"], 2, t["cbase"], t["cmax"])
@@ -110,9 +117,37 @@ def test_stylegan2_two_stages_and_the_profile_on_another_dataset(tmp_path):
     assert len(glob.glob(f"{tmp_path}/stylegan2_ffhq_profile_smoke/ada-nsgda_*")) == 1
 
     lsun = stylegan2_lsun_church.SWEEP
+    capsys.readouterr()
     assert run_with_profile(lsun, parse(argv), profile_from="stylegan2_ffhq") == 0
+    kind = "lmdb" if importlib.util.find_spec("lmdb") else "folder"  # as the real LSUN comes
+    assert f"prepare: wrote 64 images (16x16) from {kind}" in capsys.readouterr().err
     used = json.loads(_params(tmp_path, "stylegan2_lsun_church_smoke", "nsgda-profile"))["trainer"]
     assert used["optimizer_options"]["scales"] == pytest.approx(profile)
+    _assert_trained_on(tmp_path, "stylegan2_lsun_church_smoke", "lsun_church")
+    assert not glob.glob(f"{tmp_path}/stylegan2_lsun_church_profile_smoke*")  # FFHQ's profile
+    for dataset in ("ffhq", "lsun_church"):
+        data = images.load(dataset, tmp_path / smoke_data.FOLDER / f"{dataset}-16.zip", 16)
+        assert tuple(data.images.shape) == (smoke_data.COUNT, 3, 16, 16)
+
+
+def _assert_trained_on(storage, sweep: str, dataset: str) -> None:
+    """Every row and table line of ``sweep`` names ``dataset``, and its trials read the smoke
+    zip of that data set."""
+    import glob
+
+    import pandas as pd
+
+    import analysis
+    from sweeps import smoke_data
+
+    rows = analysis.load(f"{storage}/{sweep}/results")
+    assert len(rows) and set(rows["dataset"]) == {dataset}
+    assert set(pd.read_csv(f"{storage}/{sweep}/summary.csv")["dataset"]) == {dataset}
+    zip_path = f"{storage}/{smoke_data.FOLDER}/{dataset}-16.zip"
+    for path in glob.glob(f"{storage}/{sweep}/*/params.json"):
+        with open(path) as f:
+            trainer = json.load(f)["trainer"]
+        assert (trainer["dataset"], trainer["data_path"]) == (dataset, zip_path)
 
 
 def test_lsun_church_without_a_profile_exits_2(tmp_path, capsys):

@@ -11,6 +11,7 @@ import sys
 import time
 
 from analysis import storage
+from sweeps.engine import address as addresses
 from sweeps.engine import dashboard, noise, preflight, studies, tuner
 from sweeps.engine.spec import Sweep, SweepError
 from sweeps.engine.tuner import EXIT_BAD_INPUT, Outcome
@@ -45,21 +46,19 @@ def run(
     root = storage_root(storage)
     hint = resume_hint or f"run(<the same sweep {sweep.name!r}>, storage={root!r}, resume=True)"
     try:
-        preflight.check_options(max_concurrent, num_cpus)
-        preflight.check_storage(root)
-        studies.check_url(optuna_storage)
-        dashboard.check(address, dashboard_port)
+        check_options(root, address, max_concurrent, num_cpus, optuna_storage, dashboard_port)
         sweep.validate()
         if address is None:
             preflight.check_data(sweep)
         exists, restore = preflight.check_place(sweep, root, resume)
         if restore:
             studies.check_resume(experiment_path(root, sweep.name), optuna_storage)
+        addresses.check(address)
     except SweepError as e:
         return _refused(e)
     studies.bucket_note(root, optuna_storage)
-    start_ray(address, num_cpus, dashboard_port)
     try:
+        start_ray(address, num_cpus, dashboard_port)
         preflight.check_resources(sweep, remote=address is not None)
         if address is not None:
             preflight.check_data_on_cluster(sweep)
@@ -68,6 +67,24 @@ def run(
     if exists and not restore:
         set_aside(root, sweep.name)
     return tuner.fit(sweep, root, restore, max_concurrent, hint, optuna_storage=optuna_storage)
+
+
+def check_options(
+    root: str,
+    address: str | None = None,
+    max_concurrent: int | None = None,
+    num_cpus: int | None = None,
+    optuna_storage: str | None = None,
+    dashboard_port: int | None = None,
+) -> None:
+    """``run``'s checks of its options alone (no sweep, no network): ``SweepError`` naming a
+    bad one. ``address`` is checked for its syntax here; ``run`` then probes it."""
+    preflight.check_options(max_concurrent, num_cpus)
+    if address is not None:
+        addresses.parse(address)
+    preflight.check_storage(root)
+    studies.check_url(optuna_storage)
+    dashboard.check(address, dashboard_port)
 
 
 def storage_root(value: str | None) -> str:
@@ -98,25 +115,32 @@ def set_aside(root: str, name: str) -> str:
 def start_ray(address: str | None, num_cpus: int | None, dashboard_port: int | None = None) -> None:
     """Connect to the Ray cluster at ``address``, or start a local Ray with ``num_cpus`` (and
     its dashboard on 127.0.0.1:``dashboard_port``), the way ``run`` does; a Ray already started
-    in this process is used as it is."""
-    import ray
+    in this process is used as it is. ``SweepError`` when no cluster answers at ``address``
+    (Ray's connection tries kept short: ``sweeps.engine.address``)."""
+    with addresses.connect_options(address):  # Ray reads some of them when imported
+        import ray
 
-    noise.quiet_driver()
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "16")
-    # loggers are given explicitly (tuner._loggers); TensorBoard scalars come from the trials
-    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
-    from sweeps.engine import warm
+        noise.quiet_driver()
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "16")
+        # loggers are given explicitly (tuner._loggers); TensorBoard scalars come from the trials
+        os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+        from sweeps.engine import warm
 
-    context = ray.init(
-        address=address,
-        num_cpus=num_cpus if address is None else None,
-        logging_level="WARNING",
-        ignore_reinit_error=True,
-        # a local Ray's workers import torch and the trainable while the driver sets up
-        runtime_env={"worker_process_setup_hook": warm.HOOK} if address is None else None,
-        **dashboard.init_options(address, dashboard_port),
-    )
+        try:
+            context = ray.init(
+                address=address,
+                num_cpus=num_cpus if address is None else None,
+                logging_level="WARNING",
+                ignore_reinit_error=True,
+                # a local Ray's workers import torch and the trainable while the driver sets up
+                runtime_env={"worker_process_setup_hook": warm.HOOK} if address is None else None,
+                **dashboard.init_options(address, dashboard_port),
+            )
+        except ConnectionError as e:  # Ray's "Failed to connect to Ray cluster at ...", ...
+            if address is None:
+                raise
+            raise addresses.refused(address, e) from None
     dashboard.announce(context, dashboard_port if address is None else None)
 
 
