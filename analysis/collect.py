@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from analysis import dataset, samples, schema, storage
+from analysis import dataset, packed, samples, schema, storage
 
 TUNE_RESULT, TUNE_PARAMS = "result.json", "params.json"
 PLAIN_RESULT, PLAIN_TRIAL = "results.jsonl", "trial.json"
@@ -205,7 +205,7 @@ def trial_rows(trial: Trial) -> tuple[list[dict[str, Any]], dict[str, Any]]:
             except json.JSONDecodeError:  # cut short by a killed driver: the rows carry it
                 config = {}
         text = _read_text(fs, f"{p}/{TUNE_RESULT}") if TUNE_RESULT in trial.files else ""
-        raw = list(_json_lines(text))
+        raw = [_unpacked(r, f"{p}/{TUNE_RESULT}") for r in _json_lines(text)]
         if not config and raw:
             config = raw[0].get("config") or {}
         trial_id = next((r["trial_id"] for r in raw if r.get("trial_id")), None)
@@ -242,6 +242,14 @@ def trial_rows(trial: Trial) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         **_config_columns(config),
     }
     return [{**r, **ident} for r in rows], ident
+
+
+def _unpacked(row: dict[str, Any], where: str) -> dict[str, Any]:
+    """A result.json row with the engine's packed metrics as columns (``analysis.packed``)."""
+    try:
+        return packed.unpack(row)
+    except ValueError as e:
+        raise ValueError(f"collect: {where}: {e}") from None
 
 
 def is_final_report(row: pd.Series | dict[str, Any]) -> bool:

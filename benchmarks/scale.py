@@ -137,6 +137,9 @@ def engine_one(n: int, storage: str, resume: bool) -> dict:
 def synthesize(real: Path, dest: Path, n: int, seed: int = 0) -> Path:
     """``n`` Tune trial directories under ``dest/<sweep>/`` copied from the real trials in
     ``real`` (an experiment directory), each with its own id, seed, step size and values."""
+    from analysis.packed import PACKED, pack, unpack
+    from sweeps.engine.trainable import TUNE_NAMES
+
     rng = random.Random(seed)
     sources = []
     for trial in sorted(p for p in real.iterdir() if (p / "result.json").exists()):
@@ -160,11 +163,13 @@ def synthesize(real: Path, dest: Path, n: int, seed: int = 0) -> Path:
         out.mkdir()
         (out / "params.json").write_text(json.dumps(params))
         lines = []
-        for r in rows:
-            r = dict(r, trial_id=tid, config=params)
+        for raw in rows:  # the engine's packed metrics perturbed too, and packed again
+            r = dict(unpack(raw), trial_id=tid, config=params)
             for k, v in r.items():
                 if isinstance(v, float) and k not in ("timestamp", "time_total_s"):
                     r[k] = v * (1 + 0.01 * rng.random())
+            if PACKED in raw:
+                r = pack(r, keep=set(raw), tune=TUNE_NAMES)
             lines.append(json.dumps(r))
         (out / "result.json").write_text("\n".join(lines) + "\n")
     return exp

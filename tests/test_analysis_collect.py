@@ -218,3 +218,59 @@ def test_a_params_file_cut_short_by_a_kill_is_read_from_the_rows(tmp_path):
     assert done.rows == whole.rows  # the started trial's config comes from its rows
     a, b = analysis.load(str(tmp_path / "whole")), analysis.load(str(tmp_path / "torn"))
     assert a["lr_g"].tolist() == b["lr_g"].tolist() and b["lr_g"].notna().all()
+
+
+def engine_packed(row: dict) -> dict:
+    """A result.json row as the engine now has Tune write it (sweeps.engine.trainable): Tune's
+    own keys as they are, the rest of the reported row through ``ReportRows.for_tune``."""
+    from analysis.packed import pack
+    from sweeps.engine.objectives import OBJECTIVES
+    from sweeps.engine.trainable import TUNE_NAMES, TUNE_READS
+
+    keep = {*TUNE_READS, *(k for o in OBJECTIVES.values() for k in o.needs)}
+    return pack(row, keep, TUNE_NAMES)
+
+
+def copy_runs(dest: Path, packed_every: int) -> None:
+    """The fixture's trials under ``dest``, each ``packed_every``-th one's rows packed (0: none),
+    with NaN, inf and -inf in some rows (as a diverging trainer reports them)."""
+    for n, trial in enumerate(sorted(p for p in FIXTURE.glob("*/*") if p.is_dir())):
+        out = dest / trial.relative_to(FIXTURE)
+        shutil.copytree(trial, out)
+        if not (out / "result.json").exists():
+            continue
+        rows = result_lines(out)
+        rows[0] |= {"loss_d": float("nan"), "loss_g": float("inf")}
+        rows[-1] |= {"grad_ratio": -float("inf")}
+        if packed_every and n % packed_every == 0:
+            rows = [engine_packed(r) for r in rows]
+        (out / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+@pytest.mark.parametrize("packed_every", [1, 2], ids=["all packed", "half packed"])
+def test_packed_rows_collect_to_the_dataset_their_unpacked_rows_give(tmp_path, packed_every):
+    from analysis.packed import PACKED
+
+    copy_runs(tmp_path / "old", packed_every=0)
+    copy_runs(tmp_path / "new", packed_every=packed_every)
+    packed = [p for p in (tmp_path / "new").glob("*/*/result.json") if PACKED in p.read_text()]
+    assert len(packed) >= 5
+    old = analysis.collect(str(tmp_path / "old"), str(tmp_path / "old_results"))
+    new = analysis.collect(str(tmp_path / "new"), str(tmp_path / "new_results"))
+    assert (new.trials, new.rows, new.statuses) == (old.trials, old.rows, old.statuses)
+    a = analysis.load(str(tmp_path / "old_results"))
+    b = analysis.load(str(tmp_path / "new_results"))
+    assert PACKED not in b.columns and len(b.columns) > 100
+    pd.testing.assert_frame_equal(b, a)  # columns, their order, dtypes, values (NaN, inf)
+    assert b["loss_g"].isin([float("inf")]).sum() == a["loss_g"].isin([float("inf")]).sum() > 0
+
+
+def test_a_packed_field_that_is_not_json_names_its_file(tmp_path):
+    from analysis.packed import PACKED
+
+    trial = copy_trial(tmp_path)
+    rows = [engine_packed(r) for r in result_lines(trial)]
+    rows[1][PACKED] = rows[1][PACKED][:-10]
+    (trial / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(ValueError, match=f"{trial.name}/result.json: {PACKED} must be a JSON"):
+        analysis.collect(str(tmp_path / "runs"), str(tmp_path / "results"))

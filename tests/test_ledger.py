@@ -55,6 +55,19 @@ def test_a_trial_has_its_final_rows_only_when_its_last_report_is_final(tmp_path)
     assert not ledger.has_final_rows(str(tmp_path), "ffffffff")  # another trial
 
 
+def test_a_packed_final_row_is_final(tmp_path):
+    from analysis.packed import pack
+
+    trial = tmp_path / "adam_c5_0a1b2c3d"
+    trial.mkdir()
+    rows = [pack({"step": s, "steps": 300}, keep=("step",)) for s in (200, 300)]
+    assert "steps" not in rows[-1]  # only in the packed field
+    (trial / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows[:1]))
+    assert not ledger.has_final_rows(str(tmp_path), "0a1b2c3d")
+    (trial / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert ledger.has_final_rows(str(tmp_path), "0a1b2c3d")
+
+
 def test_a_searcher_state_whose_only_file_is_cut_short_is_set_aside(tmp_path):
     (tmp_path / "experiment_state-2026-12-01_10-00-00.json").write_text(WHOLE)
     (tmp_path / "search_gen_state-2026-12-01_10-00-00.json").write_bytes(b"")

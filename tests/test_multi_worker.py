@@ -298,11 +298,21 @@ def test_a_sweep_of_two_worker_trials_shows_each_trial_once(tmp_path):
     assert outcome.code == 0
     trial_dirs = [Path(p).parent for p in glob.glob(f"{tmp_path}/mw/*/result.json")]
     assert len(trial_dirs) == 2
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from analysis.packed import PACKED, unpack
+
     for d in trial_dirs:
-        rows = [json.loads(line) for line in (d / "result.json").read_text().splitlines()]
+        raw = [json.loads(line) for line in (d / "result.json").read_text().splitlines()]
+        assert all(PACKED in r and "loss_d" not in r for r in raw)  # Tune never saw it
+        rows = [unpack(r) for r in raw]
         assert [r["step"] for r in rows] == [3, 6]
         assert all(r["workers"] == 2 and "objective" in r for r in rows)
         assert all(r["checkpoint_path"].startswith(f"{tmp_path}/mw/_train/") for r in rows)
+        # Tune's TensorBoard logger (the driver's, for multi-worker trials) logs every number
+        board = EventAccumulator(str(d)).Reload()
+        events = board.Scalars("ray/tune/loss_d")
+        assert [e.value for e in events] == pytest.approx([r["loss_d"] for r in rows], rel=1e-6)
     assert len(outcome.trials) == 2  # one row per trial in the collected results
     import optuna
 

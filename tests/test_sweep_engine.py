@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from sweeps.engine import Cell, Resources, StepSizes, Sweep, SweepError, run
@@ -28,6 +30,14 @@ def tiny_sweep(name: str = "tiny", **changes) -> Sweep:
     )
     fields.update(changes)
     return Sweep(**fields)
+
+
+def result_rows(trial_dir: Path) -> list[dict]:
+    """A trial's result.json rows as reported (the metrics Tune never sees unpacked)."""
+    from analysis.packed import unpack
+
+    text = (trial_dir / "result.json").read_text()
+    return [unpack(json.loads(line)) for line in text.splitlines()]
 
 
 @pytest.fixture(scope="module")
@@ -54,12 +64,112 @@ def test_each_trial_logs_its_rows_to_tensorboard(finished):
 
     _, outcome = finished
     for trial_dir in [p.parent for p in Path(outcome.path).glob("*/result.json")]:
-        rows = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
+        rows = result_rows(trial_dir)
         board = EventAccumulator(str(trial_dir)).Reload()
         for tag in ("objective", "loss_d", "grad_ratio"):
             events = board.Scalars(tag)
             assert [e.step for e in events] == [r["step"] for r in rows]
             assert [e.value for e in events] == pytest.approx([r[tag] for r in rows], rel=1e-6)
+
+
+def tune_trials(experiment: Path) -> list:
+    """The Trial objects of Tune's newest experiment state, with their metric statistics."""
+    from ray.tune.experiment.trial import Trial
+    from ray.tune.utils.serialization import _loads_with_cloudpickle
+
+    newest = sorted(experiment.glob("experiment_state-*.json"))[-1]
+    out = []
+    for trial_json, metadata_json in _loads_with_cloudpickle(newest.read_text())["trial_data"]:
+        trial = Trial.from_json_state(trial_json, stub=True)
+        trial.restore_run_metadata(metadata_json)
+        out.append(trial)
+    return out
+
+
+def test_tune_keeps_statistics_only_of_the_numbers_it_reads(finished):
+    from analysis.packed import PACKED
+    from sweeps.engine.trainable import TUNE_NAMES
+
+    _, outcome = finished
+    trials = tune_trials(Path(outcome.path))
+    assert len(trials) == 8
+    for trial in trials:
+        assert trial.status == "TERMINATED"
+        ours = set(trial.metric_analysis) - TUNE_NAMES  # less Tune's own counters
+        assert ours == {"step", "diverged", "objective"}  # miss_both needs "verdict": text
+        assert set(trial.metric_n_steps) - TUNE_NAMES == ours
+        assert "step" in trial.last_result and PACKED in trial.last_result
+    # every other number reached the trial's rows: over 100 of them per bimodal report
+    nsgda = next(d for d in Path(outcome.path).iterdir() if d.name.startswith("nsgda_"))
+    last = result_rows(nsgda)[-1]
+    numbers = [k for k, v in last.items() if isinstance(v, float) and k not in TUNE_NAMES]
+    assert len(numbers) > 100 and {"loss_d", "grad_ratio", "kimg"} <= set(numbers)
+
+
+def reported(trial_dir: Path, tmp_path: Path) -> list[dict]:
+    """What the trainer reports for the trial's config, trained again in this process."""
+    import torch
+
+    from trainers import experiments
+    from trainers.trial import loop
+
+    params = json.loads((trial_dir / "params.json").read_text())
+    cfg = experiments.resolve_config(params["trainer"])
+    reports = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in a Ray worker of one CPU
+    try:
+        loop.train(cfg, on_report=lambda r, ckpt: reports.append(r), scratch=tmp_path / "again")
+    finally:
+        torch.set_num_threads(threads)
+    return reports
+
+
+def assert_collected_as_reported(experiment: Path, tmp_path: Path, trial_dir: Path) -> None:
+    """The trial's collected rows hold every number its trainer reports, with its value (NaN
+    and inf included) and a column type that a sweep before packing gave it: the same sweep,
+    its rows written unpacked, collects to the same dataset."""
+    import math
+
+    import analysis
+    from analysis import schema
+    from analysis.packed import unpack
+
+    old = tmp_path / "unpacked" / experiment.name
+    shutil.copytree(experiment, old, ignore=shutil.ignore_patterns("checkpoint_*", "results"))
+    for rj in old.glob("*/result.json"):
+        rows = [unpack(json.loads(x)) for x in rj.read_text().splitlines()]
+        rj.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    new_df = analysis.load(str(experiment / "results"))
+    analysis.collect(str(old), str(tmp_path / "old_results"))
+    old_df = analysis.load(str(tmp_path / "old_results"))
+    pd.testing.assert_frame_equal(new_df, old_df)
+
+    trial_id = json.loads((trial_dir / "result.json").read_text().splitlines()[0])["trial_id"]
+    got = new_df[new_df["trial_id"] == trial_id].sort_values("iteration")
+    want = reported(trial_dir, tmp_path)
+    assert got["step"].tolist() == [r["step"] for r in want]
+    for (_, row), report in zip(got.iterrows(), want, strict=True):
+        for key, value in report.items():
+            if key == "time_s":  # wall time
+                continue
+            if isinstance(value, (str, bool)):
+                assert row[key] == value, key
+            elif isinstance(value, float) and not math.isfinite(value):
+                assert (math.isnan(value) and pd.isna(row[key])) or row[key] == value, key
+            else:
+                assert row[key] == pytest.approx(value, rel=1e-6, abs=1e-12), key
+            fixed = schema.FIXED.get(key)
+            if fixed is None and not isinstance(value, str):
+                assert got[key].dtype == "float64", key
+
+
+def test_collected_rows_hold_every_number_as_the_trainer_reported_it(finished, tmp_path):
+    _, outcome = finished
+    experiment = Path(outcome.path)
+    for cell in ("sgda", "nsgda"):
+        trial_dir = next(d for d in experiment.iterdir() if d.name.startswith(f"{cell}_"))
+        assert_collected_as_reported(experiment, tmp_path / cell, trial_dir)
 
 
 def test_each_study_is_told_the_mean_over_seeds(finished):
@@ -187,3 +297,11 @@ def test_a_diverging_trial_is_marked_penalised_and_the_sweep_goes_on(tmp_path):
     events = EventAccumulator(str(adam_dir), size_guidance={"images": 0}).Reload()
     assert any(tag.startswith("samples/") for tag in events.Tags()["images"])
     assert {"objective", "loss_d", "mode_kl"} <= set(events.Tags()["scalars"])
+    # the diverged trial's non-finite losses reach the collected rows as the trainer made them
+    sgda_dir = next(d for d in (tmp_path / "diverge").iterdir() if d.name.startswith("sgda_"))
+    assert not all(np.isfinite(v) for v in result_rows(sgda_dir)[-1].values() if is_num(v))
+    assert_collected_as_reported(tmp_path / "diverge", tmp_path / "check", sgda_dir)
+
+
+def is_num(v: object) -> bool:
+    return isinstance(v, float)

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from analysis.packed import unpack
+
 ROOT = Path(__file__).resolve().parent.parent
 
 SCRIPT = """
@@ -75,6 +77,7 @@ def test_killed_trial_resumes_from_checkpoint_with_the_same_numbers(tmp_path):
     p = launch(tmp_path, clean, 4000)
     assert p.wait(timeout=900) == 0, output(p)[-3000:]
     reference = {k: final(v) for k, v in trial_rows(clean).items()}
+    assert all(isinstance(v["grad_ratio"], float) for v in reference.values())  # unpacked
 
     faulty = tmp_path / "faulty"
     p = launch(tmp_path, faulty, 4000)
@@ -137,7 +140,7 @@ def _complete_lines(text: str) -> list[dict]:
             json.loads(lines[-1])
         except json.JSONDecodeError:
             lines = lines[:-1]
-    return [json.loads(x) for x in lines]
+    return [unpack(json.loads(x)) for x in lines]  # with the metrics Tune never saw
 
 
 def _safe_rows(storage: Path) -> dict[str, list[dict]]:

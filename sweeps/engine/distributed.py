@@ -18,7 +18,9 @@ import ray.train
 from ray import tune
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
+from ray.tune.logger import TBXLoggerCallback
 
+from analysis import packed
 from sweeps.engine import noise, trials
 from sweeps.engine.spec import Resources
 from sweeps.engine.trainable import ReportRows, resume_dir
@@ -79,7 +81,8 @@ def _worker(config: dict[str, Any]) -> None:
             checkpoint = None
             if ckpt is not None and rank == 0:
                 checkpoint = ray.train.Checkpoint.from_directory(str(ckpt))
-            ray.train.report(rows(report), checkpoint=checkpoint)  # a barrier: every rank reports
+            row = rows.for_tune(rows(report))
+            ray.train.report(row, checkpoint=checkpoint)  # a barrier: every rank reports
             if ckpt is not None:
                 shutil.rmtree(ckpt, ignore_errors=True)
 
@@ -89,6 +92,14 @@ def _worker(config: dict[str, Any]) -> None:
             scratch=Path(scratch) / "out",
             resume=resume_dir(ray.train.get_checkpoint(), scratch),
         )
+
+
+class UnpackedTBXLogger(TBXLoggerCallback):
+    """Tune's TensorBoard logger (the driver's, for multi-worker trials) on the rows as
+    reported: every number, unpacked (``analysis.packed``)."""
+
+    def log_trial_result(self, iteration: int, trial: Any, result: dict[str, Any]) -> None:
+        super().log_trial_result(iteration, trial, packed.unpack(result))
 
 
 def trials_that_fit(resources: Resources) -> int:

@@ -145,6 +145,7 @@ def has_final_rows(experiment: str, trial_id: str) -> bool:
     experiment state may have lost its rows with the driver (they are synced from the driver),
     or may not: only this tells which. Read on a restore, for such trials only."""
     from analysis.collect import is_final_report
+    from analysis.packed import unpack
 
     fs, root = storage.filesystem(experiment)
     for info in storage.listing(fs, root):
@@ -161,7 +162,7 @@ def has_final_rows(experiment: str, trial_id: str) -> bool:
                 rows.append(json.loads(line))
             except json.JSONDecodeError:
                 continue  # a line cut short by the kill, or an empty one
-        if rows and isinstance(rows[-1], dict) and is_final_report(rows[-1]):
+        if rows and isinstance(rows[-1], dict) and is_final_report(unpack(rows[-1])):
             return True
     return False
 

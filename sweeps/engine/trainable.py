@@ -1,5 +1,10 @@
 """The adapter between ``trainers`` and Ray Tune: reports become ``tune.report`` calls and
-trainer checkpoints become Tune checkpoints. A failed trial restarts from its last checkpoint."""
+trainer checkpoints become Tune checkpoints. A failed trial restarts from its last checkpoint.
+
+Tune sees as numbers only what it, the searcher, the pruning scheduler and the progress table
+read (``TUNE_READS`` and the objective's ``needs``); every number of the row travels packed in
+one string (``analysis.packed``), which ``analysis.collect`` unpacks: Tune keeps statistics and
+windows of every numeric key in the driver and rewrites them at every save."""
 
 from __future__ import annotations
 
@@ -10,17 +15,37 @@ from typing import Any
 
 import ray
 from ray import tune
+from ray.tune.result import (
+    AUTO_RESULT_KEYS,
+    DEBUG_METRICS,
+    DONE,
+    EXPERIMENT_TAG,
+    SHOULD_CHECKPOINT,
+    TRIAL_ID,
+)
 
+from analysis import packed
 from sweeps.engine import noise, trials
 from sweeps.engine.objectives import OBJECTIVES
 from sweeps.engine.searcher import OBJECTIVE
 from trainers import experiments
 from trainers.trial import loop, provenance
 
+# the numbers read from Tune's results: the searcher and pruning scheduler (``step``,
+# ``diverged``, ``objective`` and the objective's ``needs``), Tune's check of the searcher's
+# metric, the progress table (tuner.py: step, objective, diverged)
+TUNE_READS = ("step", "diverged", OBJECTIVE)
+# names Tune sets in a result itself (and Train's TuneReportCallback, "checkpoint_path"): never
+# packed, so Tune's say on them is unchanged
+TUNE_NAMES = frozenset(
+    (*AUTO_RESULT_KEYS, *DEBUG_METRICS, DONE, SHOULD_CHECKPOINT, TRIAL_ID, EXPERIMENT_TAG)
+) | {"experiment_id", "checkpoint_path"}
+
 
 class ReportRows:
-    """Turns trainer reports into Tune rows: scalars and strings only, plus ``objective`` and
-    ``git_commit``; the first row also gets ``node`` and ``versions``; ``extra`` on every row."""
+    """Turns trainer reports into rows: scalars and strings only, plus ``objective`` and
+    ``git_commit``; the first row also gets ``node`` and ``versions``; ``extra`` on every row.
+    ``for_tune`` packs a row for ``tune.report``."""
 
     def __init__(self, metric: str, penalty: float | None, **extra: Any) -> None:
         self.objective = OBJECTIVES[metric]
@@ -28,6 +53,11 @@ class ReportRows:
         self.extra = extra
         self.meta = provenance.record()
         self.first = True
+        self.keep = frozenset((*TUNE_READS, *self.objective.needs))
+
+    def for_tune(self, row: dict[str, Any]) -> dict[str, Any]:
+        """``row`` as Tune gets it: the numbers it reads, the strings, the rest packed."""
+        return packed.pack(row, self.keep, TUNE_NAMES)
 
     def __call__(self, report: dict[str, Any]) -> dict[str, Any]:
         row = {k: v for k, v in report.items() if _reportable(v)}
@@ -63,9 +93,9 @@ def make_trainable(metric: str, penalty: float | None):
             def on_report(report: dict[str, Any], ckpt: Path | None) -> None:
                 checkpoint = tune.Checkpoint.from_directory(str(ckpt)) if ckpt else None
                 row = rows(report)
-                board.scalars(row)
+                board.scalars(row)  # every number, unpacked
                 last.update(row)
-                tune.report(row, checkpoint=checkpoint)
+                tune.report(rows.for_tune(row), checkpoint=checkpoint)
                 if ckpt is not None:
                     shutil.rmtree(ckpt, ignore_errors=True)
 

@@ -193,13 +193,15 @@ def last_checkpoints(results: Any) -> dict[str, Any]:
 
 def _loggers(sweep: Sweep) -> list[Any]:
     """result.json (what ``analysis`` reads) and progress.csv per trial; Tune's TensorBoard
-    logger only for multi-worker trials (single-process trials write their own, off the
-    driver's thread: sweeps.engine.trainable.TrialBoard)."""
-    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
+    logger, on the unpacked rows, only for multi-worker trials (single-process trials write
+    their own, off the driver's thread: sweeps.engine.trainable.TrialBoard)."""
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     loggers = [JsonLoggerCallback(), CSVLoggerCallback()]
     if sweep.resources.workers > 1:
-        loggers.append(TBXLoggerCallback())
+        from sweeps.engine.distributed import UnpackedTBXLogger
+
+        loggers.append(UnpackedTBXLogger())
     return loggers
 
 
