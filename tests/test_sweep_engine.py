@@ -99,11 +99,11 @@ def test_tune_keeps_statistics_only_of_the_numbers_it_reads(finished):
         assert ours == {"step", "diverged", "objective"}  # miss_both needs "verdict": text
         assert set(trial.metric_n_steps) - TUNE_NAMES == ours
         assert "step" in trial.last_result and PACKED in trial.last_result
-    # every other number reached the trial's rows: over 100 of them per bimodal report
+    # every other number reached the trial's rows: nearly 100 of them per bimodal report
     nsgda = next(d for d in Path(outcome.path).iterdir() if d.name.startswith("nsgda_"))
     last = result_rows(nsgda)[-1]
     numbers = [k for k, v in last.items() if isinstance(v, float) and k not in TUNE_NAMES]
-    assert len(numbers) > 100 and {"loss_d", "grad_ratio", "kimg"} <= set(numbers)
+    assert len(numbers) > 90 and {"loss_d", "grad_ratio", "kimg"} <= set(numbers)
 
 
 def reported(trial_dir: Path, tmp_path: Path) -> list[dict]:
@@ -119,7 +119,12 @@ def reported(trial_dir: Path, tmp_path: Path) -> list[dict]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in a Ray worker of one CPU
     try:
-        loop.train(cfg, on_report=lambda r, ckpt: reports.append(r), scratch=tmp_path / "again")
+        loop.train(
+            cfg,
+            on_report=lambda r, ckpt: reports.append(r),
+            on_figures=lambda step, figures: None,  # drawn as in a sweep (they sample)
+            scratch=tmp_path / "again",
+        )
     finally:
         torch.set_num_threads(threads)
     return reports
