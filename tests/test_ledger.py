@@ -55,6 +55,25 @@ def test_a_trial_has_its_final_rows_only_when_its_last_report_is_final(tmp_path)
     assert not ledger.has_final_rows(str(tmp_path), "ffffffff")  # another trial
 
 
+def test_a_real_rows_steps_come_from_its_config(tmp_path):
+    """Tune's rows carry the report (``step``, no ``steps``) and the trial's config: a trial
+    that trained every step is final even where its config leaves ``steps`` to the default."""
+    from analysis.packed import pack
+    from trainers import experiments
+
+    trial = tmp_path / "adam_c5_0a1b2c3d"
+    trial.mkdir()
+    mog = {"experiment": "mog", "optimizer": "adam", "seed": 0}
+    default = experiments.resolve_config(mog)["steps"]
+    for trainer, steps in (({**mog, "steps": 300}, 300), (mog, default)):
+        config = {"cell": "adam", "study_trial": 0, "stage": "tune", "trainer": trainer}
+        rows = [{**pack({"step": s}, keep=("step",)), "config": config} for s in (steps - 1, steps)]
+        (trial / "result.json").write_text(json.dumps(rows[0]) + "\n")
+        assert not ledger.has_final_rows(str(tmp_path), "0a1b2c3d")
+        (trial / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        assert ledger.has_final_rows(str(tmp_path), "0a1b2c3d"), trainer
+
+
 def test_a_packed_final_row_is_final(tmp_path):
     from analysis.packed import pack
 

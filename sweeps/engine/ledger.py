@@ -162,9 +162,25 @@ def has_final_rows(experiment: str, trial_id: str) -> bool:
                 rows.append(json.loads(line))
             except json.JSONDecodeError:
                 continue  # a line cut short by the kill, or an empty one
-        if rows and isinstance(rows[-1], dict) and is_final_report(unpack(rows[-1])):
+        if rows and isinstance(rows[-1], dict) and is_final_report(_with_steps(unpack(rows[-1]))):
             return True
     return False
+
+
+def _with_steps(row: dict[str, Any]) -> dict[str, Any]:
+    """A raw Tune row with the trainer's ``steps``: the report has ``step`` only, the number of
+    steps is in the trial's config (Tune writes it in each row), resolved as the trainer does."""
+    config = row.get("config")
+    if "steps" in row or not isinstance(config, dict):
+        return row
+    from sweeps.engine import trials
+    from trainers import experiments
+
+    try:
+        steps = experiments.resolve_config(trials.trainer_config(config))["steps"]
+    except Exception:  # not a sweep trial's config, or one this code cannot resolve
+        return row
+    return {**row, "steps": steps}
 
 
 def tune_trials(experiment: str, attempts: int = 5, wait_s: float = 0.2) -> dict[str, TuneTrial]:
