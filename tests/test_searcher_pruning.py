@@ -431,7 +431,11 @@ def test_a_real_sweep_prunes_the_bad_step_size_at_the_first_rung(tmp_path):
     bad = final[final["lr_g"] == BAD]
     assert len(bad) == 2
     assert set(bad["status"]) == {"pruned"}
-    assert (bad["step"] <= EVERY + EVERY).all() and bad["step"].min() == EVERY  # ended there
+    # the seed whose report completed the rung ended there; the decision waits for both seeds,
+    # so the other (started earlier, when a CPU freed) may have trained on meanwhile, under
+    # load even to the end (seen once in a full run: steps 100 and 300). Compute was saved.
+    assert bad["step"].min() == EVERY and (bad["step"] <= STEPS).all()
+    assert bad["step"].sum() < len(bad) * STEPS
     good = final[final["lr_g"] == GOOD]
     assert set(good["status"]) == {"finished"} and (good["step"] == STEPS).all()
     confirm = good[good["stage"] == "confirm"]
