@@ -220,13 +220,15 @@ def fig2a(df: pd.DataFrame, metric: str = "fid") -> Figure:
     groups = _groups(df[df[metric].notna()])
     fig = Figure(figsize=(6 * len(groups), 4.6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(groups)))
+    once = []  # per panel: evaluated once (drawn as points per cell)
     for ax, (name, g) in zip(axes, groups, strict=True):
         by_step = [c for c in tables.GROUP if c in g.columns] + ["step"]
         if tables.METRICS.get(metric, tables.METRICS["fid"]).needs_protocol:
             tables.check_protocol(g[g[metric].notna()], by_step, metric)
         picked = chosen(g, metric)
         ax.set_title(name)
-        if _evaluated_once(picked, metric):
+        once.append(_evaluated_once(picked, metric))
+        if once[-1]:
             points = [
                 (
                     cell,
@@ -244,11 +246,10 @@ def fig2a(df: pd.DataFrame, metric: str = "fid") -> Figure:
         ax.set_xlabel(X_LABEL)
         ax.set_ylabel(_label(metric))
         ax.legend(fontsize=7)
-    once = all(_evaluated_once(chosen(g, metric), metric) for _, g in groups)
     fig.suptitle(
         f"Fig. 2a: {_label(metric)} at the end of training at each cell's chosen step size "
         "(mean and min-max over the seeds)"
-        if once
+        if all(once)
         else f"Fig. 2a: {_label(metric)} over training at each cell's chosen step size "
         "(line: mean over the seeds; band: min-max)"
     )
