@@ -12,19 +12,6 @@ The columns are documented in ``analysis.schema`` (``analysis.schema.describe()`
 """
 
 from analysis.collect import Collected, collect
-from analysis.figures import (
-    NoData,
-    curves,
-    fig1,
-    fig2a,
-    fig2bc,
-    fig3,
-    fig4,
-    image_samples,
-    mog_samples,
-    save,
-    sensitivity,
-)
 from analysis.load import load
 from analysis.report import report
 from analysis.samples import read as read_samples
@@ -40,6 +27,31 @@ from analysis.tables import (
     to_latex,
     to_markdown,
 )
+
+# drawn figures need matplotlib (seconds to import): loaded on first use, so that a trial's
+# process, which imports ``analysis.packed`` and ``analysis.tables``, never imports it
+_FIGURES = (
+    "NoData",
+    "curves",
+    "fig1",
+    "fig2a",
+    "fig2bc",
+    "fig3",
+    "fig4",
+    "image_samples",
+    "mog_samples",
+    "save",
+    "sensitivity",
+)
+
+
+def __getattr__(name: str):
+    if name in _FIGURES:
+        from analysis import figures
+
+        return getattr(figures, name)
+    raise AttributeError(f"module 'analysis' has no attribute {name!r}")
+
 
 __all__ = [
     "Collected",

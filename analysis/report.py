@@ -16,14 +16,17 @@ import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import pandas as pd
 
-from analysis import figures, schema, tables
+from analysis import schema, tables
 from analysis.collect import collect, records
 from analysis.load import load
 from analysis.samples import read as read_samples
+
+if TYPE_CHECKING:
+    from analysis import figures
 
 SWEEP_JSON = "sweep.json"
 
@@ -269,6 +272,8 @@ def sweep_section(name: str, sweep: pd.DataFrame, record: dict | None, out: str)
 
 def _paper_metric(sweep: pd.DataFrame, obj: Objective) -> list[str]:
     """The experiment's paper metric at the step sizes the objective chose (never re-chosen)."""
+    from analysis import figures  # matplotlib: only where a figure is drawn
+
     metric = tables.metric_for(str(sweep["experiment"].iloc[0]))
     if metric == "fid" and obj.name == "fid":
         return []
@@ -318,6 +323,8 @@ def experiment_section(exp: str, sub: pd.DataFrame, out: str) -> list[str]:
 def _sweep_figures(
     name: str, sweep: pd.DataFrame, record: dict | None, samples: figures.Samples
 ) -> list[tuple[str, str, object]]:
+    from analysis import figures  # matplotlib: only where a figure is drawn
+
     has_objective = figures._has(sweep, "objective")
     obj = objective_of(sweep, record) if has_objective else None
     metric = "objective" if obj else tables.metric_for(str(sweep["experiment"].iloc[0]))
@@ -362,6 +369,8 @@ def _figure_jobs(
     df: pd.DataFrame, records: dict[str, dict], samples: figures.Samples
 ) -> list[tuple[str, str, object]]:
     """(file name, title, thunk) for every figure this data may show."""
+    from analysis import figures  # matplotlib: only where a figure is drawn
+
     jobs = []
     image = df[df["fid"].notna()]
     if len(image):
@@ -390,6 +399,8 @@ def write_report(
     from ``records[sweep]``, its ``sweep.json``), then the experiment's paper metric at the same
     step sizes; other rows a table per experiment by its paper metric. ``samples``:
     ``analysis.samples.read``."""
+    from analysis import figures  # matplotlib: only where a figure is drawn
+
     records, samples = records or {}, samples or {}
     os.makedirs(f"{out}/tables", exist_ok=True)
     os.makedirs(f"{out}/figures", exist_ok=True)

@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as st
 
 METHOD = "BCa"
 N_RESAMPLES = 10_000
@@ -43,6 +42,14 @@ class Settings:
     n_resamples: int = N_RESAMPLES
     seed: int = 0
     method: str = METHOD
+
+
+def _scipy():
+    """``scipy.stats``, imported when a statistic is first computed: a trial's process
+    imports this module (through ``analysis.tables``) but never computes one."""
+    from scipy import stats
+
+    return stats
 
 
 def _rng_kw(func, seed: int) -> dict:
@@ -66,14 +73,14 @@ def _bootstrap(samples: tuple[np.ndarray, ...], statistic, s: Settings) -> tuple
             # BCa warns (DegenerateDataWarning, RuntimeWarning) where it cannot be computed;
             # that case is handled below by the percentile method
             warnings.simplefilter("ignore")
-            res = st.bootstrap(
+            res = _scipy().bootstrap(
                 samples,
                 statistic,
                 confidence_level=s.level,
                 n_resamples=s.n_resamples,
                 method=method,
                 vectorized=True,
-                **_rng_kw(st.bootstrap, s.seed),
+                **_rng_kw(_scipy().bootstrap, s.seed),
             )
         lo, hi = (float(v) for v in res.confidence_interval)
         if math.isfinite(lo) and math.isfinite(hi):
@@ -85,7 +92,7 @@ def mean_ci(values: Sequence[float], s: Settings, binary: bool = False) -> tuple
     """The ``s.level`` interval of the mean of ``values`` (Wilson's for a 0/1 share)."""
     x = np.asarray(values, dtype=float)
     if binary and len(x) and np.isin(x, (0.0, 1.0)).all():
-        ci = st.binomtest(int(x.sum()), len(x)).proportion_ci(s.level, method="wilson")
+        ci = _scipy().binomtest(int(x.sum()), len(x)).proportion_ci(s.level, method="wilson")
         return float(ci.low), float(ci.high)
     if len(x) < 2:
         return math.nan, math.nan
@@ -126,14 +133,14 @@ def p_value(values: Sequence[float], ref: Sequence[float], s: Settings) -> float
     x, y = np.asarray(values, dtype=float), np.asarray(ref, dtype=float)
     if len(x) < 2 or len(y) < 2:
         return math.nan
-    res = st.permutation_test(
+    res = _scipy().permutation_test(
         (x, y),
         _diff,
         permutation_type="independent",
         alternative="two-sided",
         n_resamples=s.n_resamples,
         vectorized=True,
-        **_rng_kw(st.permutation_test, s.seed),
+        **_rng_kw(_scipy().permutation_test, s.seed),
     )
     return float(res.pvalue)
 
@@ -141,4 +148,4 @@ def p_value(values: Sequence[float], ref: Sequence[float], s: Settings) -> float
 def iqm(values: Sequence[float]) -> float:
     """The interquartile mean (a quarter trimmed at each end) from ``IQM_MIN_N`` values on."""
     x = np.asarray(values, dtype=float)
-    return float(st.trim_mean(x, 0.25)) if len(x) >= IQM_MIN_N else math.nan
+    return float(_scipy().trim_mean(x, 0.25)) if len(x) >= IQM_MIN_N else math.nan

@@ -5,10 +5,6 @@ outcome = run(sweep, storage="runs")     # from a notebook: outcome.code, .table
 main(sweep)                              # from a script: the command line, then exit
 """
 
-from sweeps.engine import cli
-from sweeps.engine.cli import main
-from sweeps.engine.driver import run
-from sweeps.engine.smoke import default_smoke, smoke_version
 from sweeps.engine.spec import (
     Cell,
     EarlyStopping,
@@ -17,10 +13,29 @@ from sweeps.engine.spec import (
     Sweep,
     SweepError,
     log_grid,
+    report_bad_declarations,
 )
-from sweeps.engine.tuner import Outcome
 
-cli.report_bad_declarations()  # a bad declaration in a script: its message and exit 2
+report_bad_declarations()  # a bad declaration in a script: its message and exit 2
+
+# the driver's side (Ray, Tune, analysis) is imported on first use: a trial's process imports
+# this package for ``sweeps.engine.trainable`` and needs none of it
+_LAZY = {
+    "main": "sweeps.engine.cli",
+    "run": "sweeps.engine.driver",
+    "Outcome": "sweeps.engine.tuner",
+    "default_smoke": "sweeps.engine.smoke",
+    "smoke_version": "sweeps.engine.smoke",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'sweeps.engine' has no attribute {name!r}")
+
 
 __all__ = [
     "Cell",

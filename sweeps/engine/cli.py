@@ -10,7 +10,6 @@ A script with options of its own adds them through ``main(..., options=..., prog
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -19,8 +18,8 @@ from typing import Any, NoReturn
 from sweeps.engine import dashboard
 from sweeps.engine.driver import DEFAULT_STORAGE, run
 from sweeps.engine.smoke import smoke_version
-from sweeps.engine.spec import Sweep, SweepError
-from sweeps.engine.tuner import EXIT_BAD_INPUT, Outcome
+from sweeps.engine.spec import Sweep
+from sweeps.engine.tuner import Outcome
 
 
 def parser(
@@ -128,26 +127,6 @@ def _seeds(seeds: Sequence[int]) -> str:
 def _short(mapping: dict[str, Any], limit: int = 100) -> str:
     text = ", ".join(f"{k}={v!r}" for k, v in mapping.items())
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def report_bad_declarations() -> None:
-    """Make a ``SweepError`` that escapes while a script is loaded (``log_grid(-1e-4, ...)``
-    at module level, before ``main`` runs) print its message and exit with code 2 rather
-    than a traceback. Other exceptions keep Python's own report."""
-    previous = sys.excepthook
-    if getattr(previous, "gansweep", False):
-        return
-
-    def hook(kind: type[BaseException], error: BaseException, tb: Any) -> None:
-        if issubclass(kind, SweepError):
-            print(f"gansweep: {error}", file=sys.stderr)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(EXIT_BAD_INPUT)
-        previous(kind, error, tb)
-
-    hook.gansweep = True  # type: ignore[attr-defined]
-    sys.excepthook = hook
 
 
 def run_options(args: argparse.Namespace) -> dict[str, Any]:

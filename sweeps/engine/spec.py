@@ -14,7 +14,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import operator
+import os
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -460,3 +462,23 @@ def differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
         else:
             out.append(f"{key}: {old!r} -> {new!r}")
     return out
+
+
+def report_bad_declarations() -> None:
+    """Make a ``SweepError`` that escapes while a script is loaded (``log_grid(-1e-4, ...)``
+    at module level, before ``main`` runs) print its message and exit with code 2 rather
+    than a traceback. Other exceptions keep Python's own report."""
+    previous = sys.excepthook
+    if getattr(previous, "gansweep", False):
+        return
+
+    def hook(kind: type[BaseException], error: BaseException, tb: Any) -> None:
+        if issubclass(kind, SweepError):
+            print(f"gansweep: {error}", file=sys.stderr)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)  # tuner.EXIT_BAD_INPUT
+        previous(kind, error, tb)
+
+    hook.gansweep = True  # type: ignore[attr-defined]
+    sys.excepthook = hook
