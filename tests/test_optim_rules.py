@@ -1,5 +1,6 @@
 """Rule objects and the Graft combinator: new rules against references, any graft by name, and
-checkpoints written before the rule objects resume bit for bit."""
+checkpoints written before the rule objects resume (to a few float32 ulps: the file holds its
+writer CPU's rounding)."""
 
 from __future__ import annotations
 
@@ -54,8 +55,35 @@ def layer_norms(tensors: list[torch.Tensor]) -> list[float]:
 # -- checkpoints written by the string-dispatched Graft ----------------------------------------
 
 
+# The file's numbers are the writer's CPU's: its own pre-rule code, rerun on an AVX-512 Xeon, writes
+# parameters that differ from the file by up to 6e-8 (2 float32 ulps at these magnitudes) and
+# diagnostics by 1 ulp, while the rule objects resume that rerun's file bit for bit on the same
+# machine. So across machines the continuation must agree to a few ulps: a resume that drops or
+# misreads any state (a momentum buffer, Adam's moments or step count) is off by 1e-4 to 1e-2.
+ULPS = 4 * torch.finfo(torch.float32).eps
+
+
+def assert_within_ulps(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    scale = max(float(expected.abs().max()), 1.0)
+    torch.testing.assert_close(actual, expected, rtol=0.0, atol=ULPS * scale)
+
+
+def diagnostics_close(actual: dict, expected: dict) -> bool:
+    """Nested diagnostics dicts equal in keys and within a few ulps in every number."""
+    if actual.keys() != expected.keys():
+        return False
+    for key, value in actual.items():
+        other = expected[key]
+        if isinstance(value, dict):
+            if not isinstance(other, dict) or not diagnostics_close(value, other):
+                return False
+        elif not math.isclose(value, other, rel_tol=ULPS, abs_tol=ULPS):
+            return False
+    return True
+
+
 @pytest.mark.parametrize("case", range(8))
-def test_checkpoint_written_before_the_rule_objects_resumes_bit_identically(case):
+def test_checkpoint_written_before_the_rule_objects_resumes_to_float_rounding(case):
     saved = torch.load(FIXTURE)
     c = saved["cases"][case]
     torch.manual_seed(0)
@@ -68,8 +96,8 @@ def test_checkpoint_written_before_the_rule_objects_resumes_bit_identically(case
     for grads, expected in zip(c["grads"], c["expected"]):
         run(opt, model, [grads])
         for p, q in zip(model.parameters(), expected):
-            assert torch.equal(p.detach(), q)
-    assert opt.diagnostics(mean=True) == c["diagnostics_mean"]
+            assert_within_ulps(p.detach(), q)
+    assert diagnostics_close(opt.diagnostics(mean=True), c["diagnostics_mean"])
     assert opt.state_dict()["state"].keys() == c["state_dict"]["state"].keys()
     for k, state in opt.state_dict()["state"].items():
         assert state.keys() == c["state_dict"]["state"][k].keys()
