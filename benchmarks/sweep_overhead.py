@@ -12,6 +12,13 @@ N = 16 trials (target <= 0.7: parallelism must beat overhead) and the engine's o
 * marginal (``--marginal``): the engine on N and on 2N trials; the extra N trials' engine time
   minus their loop time / CPUs, per N / CPUs trials: what each further trial costs.
 
+A second baseline says what this machine's CPUs allow: the same trials on a process pool of
+``CPUS`` spawned processes without Ray (one queue, one intra-op thread each; each process
+starts Python and imports torch, as each engine worker does). Its summed trial time against
+the loop's is how much slower a trial trains while every CPU is busy (on this shared 2-vCPU
+machine: about 1.3x), so ``pool trial seconds / CPUS / loop`` is the best ratio any engine
+could reach in that run; ``engine / pool`` is what Ray and the engine add beyond it.
+
     python benchmarks/sweep_overhead.py [--steps 16000] [--marginal]
 """
 
@@ -59,6 +66,34 @@ def plain_loop(spec: Sweep) -> dict[int, float]:
     return per_seed
 
 
+def _pool_trial(config: dict) -> float:
+    """One trial in a pool process (as ``plain_loop`` trains it): its wall seconds."""
+    import torch
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        loop.train(experiments.resolve_config(config), on_report=lambda r, c: None, scratch=tmp)
+        return time.perf_counter() - t0
+
+
+def pool(spec: Sweep) -> tuple[float, float]:
+    """(wall seconds, summed trial seconds) of every trial of ``spec`` on a pool of ``CPUS``
+    spawned processes taking trials from one queue, in the engine's order (step size, seed)."""
+    import multiprocessing
+
+    configs = [
+        spec.trial_config(cell, lr, cell.lrs.ratios[0], seed)
+        for cell in spec.cells
+        for lr in cell.lrs.grid
+        for seed in spec.seeds
+    ]
+    t0 = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(CPUS) as workers:
+        seconds = list(workers.imap_unordered(_pool_trial, configs, chunksize=1))
+    return time.perf_counter() - t0, sum(seconds)
+
+
 def engine(spec: Sweep) -> tuple[float, float]:
     """(wall seconds of the sweep on a fresh local Ray, of which starting Ray)."""
     import ray
@@ -87,6 +122,7 @@ def main() -> None:
     small = sweep(args.steps, 4)
     n = small.total_trials()
     base = sum(per_seed[s] for s in small.seeds)
+    pool_wall, pool_trials = pool(small)
     wall, start = engine(small)
     per_trial = (wall - base / CPUS) / (n / CPUS)
     print(f"\n{n} trials of {args.steps} steps (about {base / n:.1f} s each)")
@@ -95,6 +131,14 @@ def main() -> None:
         f"sweep engine (local Ray, {CPUS} CPUs):  {wall:8.1f} s (of which starting Ray {start:.1f} s)"
     )
     print(f"ratio engine / loop: {wall / base:.2f} (target <= 0.7)")
+    print(
+        f"process pool ({CPUS} spawned processes, no Ray): {pool_wall:8.1f} s; its trials "
+        f"{pool_trials:.1f} s summed, {pool_trials / base:.2f}x the loop's with every CPU busy"
+    )
+    print(
+        f"  best ratio this machine allowed in this run: {pool_trials / CPUS / base:.2f}; "
+        f"ratio engine / pool: {wall / pool_wall:.2f}"
+    )
     print(f"engine overhead per trial, amortised: {per_trial:.2f} s (target < 1 s)")
     print(f"  without starting Ray: {(wall - start - base / CPUS) / (n / CPUS):.2f} s")
     if args.marginal:

@@ -1,8 +1,9 @@
-"""Imports a local Ray's worker processes do as they start, while the driver is still setting
-up the sweep: a trial's process would otherwise spend its first seconds importing torch, Ray
-Tune and the experiments, and its first optimizer importing ``torch._dynamo`` (about 2 s),
-with both CPUs of a small machine idle or shared with the driver. Installed as Ray's
-``worker_process_setup_hook`` by ``sweeps.engine.driver`` for a local Ray only."""
+"""Imports a local Ray's trial worker does as it starts, before Tune's actor runs in it: torch,
+Ray Tune, the experiments, and the ``torch._dynamo`` that the first optimizer would import
+(``Optimizer.add_param_group`` is wrapped by ``torch._disable_dynamo``; about 2 s here).
+Installed as Ray's ``worker_process_setup_hook`` by ``sweeps.engine.driver`` for a local Ray
+only. Measured against importing on first use (2026-12-03, interleaved): no difference in a
+sweep's wall time; it keeps the imports out of the first trial's ``time_total_s``."""
 
 from __future__ import annotations
 
