@@ -17,7 +17,8 @@ A second baseline says what this machine's CPUs allow: the same trials on a proc
 starts Python and imports torch, as each engine worker does). Its summed trial time against
 the loop's is how much slower a trial trains while every CPU is busy (on this shared 2-vCPU
 machine: about 1.3x), so ``pool trial seconds / CPUS / loop`` is the best ratio any engine
-could reach in that run; ``engine / pool`` is what Ray and the engine add beyond it.
+could reach in that run (slightly below it: each pool process imports ``torch._dynamo``, ~2 s,
+in its first trial, the loop once); ``engine / pool`` is what Ray and the engine add beyond it.
 
     python benchmarks/sweep_overhead.py [--steps 16000] [--marginal]
 """
@@ -46,28 +47,20 @@ def sweep(steps: int, seeds: int = 4, name: str = "overhead") -> Sweep:
     )
 
 
-def plain_loop(spec: Sweep) -> dict[int, float]:
-    """Wall seconds per seed to train every trial of ``spec`` one after another here, on one
-    intra-op thread as each engine trial has (Ray gives a 1-CPU trial OMP_NUM_THREADS=1; two
-    threads make these tiny networks slower here, which would flatter the engine)."""
-    import torch
-
-    torch.set_num_threads(1)
-    per_seed = dict.fromkeys(spec.seeds, 0.0)
-    with tempfile.TemporaryDirectory() as tmp:
-        for cell in spec.cells:
-            for lr in cell.lrs.grid:
-                for seed in spec.seeds:
-                    config = spec.trial_config(cell, lr, cell.lrs.ratios[0], seed)
-                    t0 = time.perf_counter()
-                    cfg = experiments.resolve_config(config)
-                    loop.train(cfg, on_report=lambda report, ckpt: None, scratch=tmp)
-                    per_seed[seed] += time.perf_counter() - t0
-    return per_seed
+def trial_configs(spec: Sweep) -> list[tuple[int, dict]]:
+    """(seed, trial config) of every trial of ``spec``, in the engine's order (step size, seed)."""
+    return [
+        (seed, spec.trial_config(cell, lr, cell.lrs.ratios[0], seed))
+        for cell in spec.cells
+        for lr in cell.lrs.grid
+        for seed in spec.seeds
+    ]
 
 
-def _pool_trial(config: dict) -> float:
-    """One trial in a pool process (as ``plain_loop`` trains it): its wall seconds."""
+def train_one(config: dict) -> float:
+    """Wall seconds to train one trial here, on one intra-op thread as each engine trial has
+    (Ray gives a 1-CPU trial OMP_NUM_THREADS=1; two threads make these tiny networks slower
+    here, which would flatter the engine)."""
     import torch
 
     torch.set_num_threads(1)
@@ -77,20 +70,23 @@ def _pool_trial(config: dict) -> float:
         return time.perf_counter() - t0
 
 
+def plain_loop(spec: Sweep) -> dict[int, float]:
+    """Wall seconds per seed to train every trial of ``spec`` one after another here."""
+    per_seed = dict.fromkeys(spec.seeds, 0.0)
+    for seed, config in trial_configs(spec):
+        per_seed[seed] += train_one(config)
+    return per_seed
+
+
 def pool(spec: Sweep) -> tuple[float, float]:
     """(wall seconds, summed trial seconds) of every trial of ``spec`` on a pool of ``CPUS``
-    spawned processes taking trials from one queue, in the engine's order (step size, seed)."""
+    spawned processes taking trials from one queue, in the engine's order."""
     import multiprocessing
 
-    configs = [
-        spec.trial_config(cell, lr, cell.lrs.ratios[0], seed)
-        for cell in spec.cells
-        for lr in cell.lrs.grid
-        for seed in spec.seeds
-    ]
+    configs = [config for _, config in trial_configs(spec)]
     t0 = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(CPUS) as workers:
-        seconds = list(workers.imap_unordered(_pool_trial, configs, chunksize=1))
+        seconds = list(workers.imap_unordered(train_one, configs, chunksize=1))
     return time.perf_counter() - t0, sum(seconds)
 
 
@@ -102,7 +98,7 @@ def engine(spec: Sweep) -> tuple[float, float]:
 
     ray.shutdown()
     t0 = time.perf_counter()
-    driver.start_ray(None, CPUS)  # as run() starts it, with the workers' warm-up hook
+    driver.start_ray(None, CPUS)  # as run() starts it, with the trial workers' import hook
     start = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as storage:
         outcome = run(spec, storage=storage, num_cpus=CPUS)
