@@ -16,7 +16,7 @@ A second baseline says what this machine's CPUs allow: the same trials on a proc
 ``CPUS`` spawned processes without Ray (one queue, one intra-op thread each; each process
 starts Python and imports torch, as each engine worker does). Its summed trial time against
 the loop's is how much slower a trial trains while every CPU is busy (on this shared 2-vCPU
-machine: about 1.3x), so ``pool trial seconds / CPUS / loop`` is the best ratio any engine
+machine: 1.2-1.3x), so ``pool trial seconds / CPUS / loop`` is the best ratio any engine
 could reach in that run (slightly below it: each pool process imports ``torch._dynamo``, ~2 s,
 in its first trial, the loop once); ``engine / pool`` is what Ray and the engine add beyond it.
 
