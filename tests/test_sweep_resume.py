@@ -142,6 +142,61 @@ def test_killed_during_the_final_collection_resumes_to_the_same_table(tmp_path, 
     check_rows(storage)
 
 
+def killed_after_a_state(tmp_path: Path, storage: Path) -> Path:
+    """A sweep killed once Tune has recorded its state (all three files of it) on storage."""
+    p = launch(tmp_path, storage, "--max-concurrent", "1", fault="suggest")
+    assert p.wait(timeout=600) == -signal.SIGKILL
+    exp = storage / "resume"
+    assert ledger.has_state(str(exp)) and list(exp.glob("search_gen_state-*.json"))
+    assert len(list(exp.glob("searcher-state-*.pkl"))) == 1, sorted(os.listdir(exp))
+    return exp
+
+
+@pytest.mark.parametrize("torn", ["searcher-state-*.pkl", "search_gen_state-*.json"])
+def test_a_search_state_the_kill_left_empty_still_resumes(tmp_path, reference, torn):
+    """Tune copies its state files to storage in place, and a kill can leave one of them empty
+    while the rest are whole (a full test run met it). On their own, Tune then fails the
+    restore and goes on half-restored (the searcher's file), or takes the search as finished
+    (the generator's): either ends with trials missing."""
+    storage = tmp_path / "runs"
+    exp = killed_after_a_state(tmp_path, storage)
+    (state,) = exp.glob(torn)
+    state.write_bytes(b"")
+
+    text = finish(launch(tmp_path, storage, "--resume"))
+    assert f"{state} was cut short" in text
+    assert "Failed to restore" not in text
+    assert table(storage) == reference
+    check_rows(storage)
+    assert (exp / (state.name + ledger.TORN)).exists()  # kept for a post-mortem
+
+
+def test_a_restore_tune_cannot_finish_stops_before_any_trial_and_changes_nothing(
+    tmp_path, reference
+):
+    storage = tmp_path / "runs"
+    exp = killed_after_a_state(tmp_path, storage)
+    (newest,) = exp.glob("experiment_state-*.json")
+    whole = newest.read_bytes()
+    state = json.loads(whole)
+    del state["runner_data"]  # its trials read, the rest is not what this Tune writes
+    newest.write_text(json.dumps(state))
+    kept = {p.name: p.read_bytes() for p in exp.iterdir() if p.is_file() and p.name != "tuner.pkl"}
+    trials_before = sorted(p.name for p in exp.iterdir() if p.is_dir())
+
+    text = finish(launch(tmp_path, storage, "--resume"), code=4)
+    assert f"Tune could not restore {exp}: KeyError: 'runner_data'" in text
+    assert "Nothing was run" in text and "best step size per cell" not in text
+    now = {p.name: p.read_bytes() for p in exp.iterdir() if p.is_file() and p.name != "tuner.pkl"}
+    assert now == kept  # no state file, ledger or study written
+    assert sorted(p.name for p in exp.iterdir() if p.is_dir()) == trials_before
+
+    newest.write_bytes(whole)  # the cause removed, the same resume finishes the sweep
+    finish(launch(tmp_path, storage, "--resume"))
+    assert table(storage) == reference
+    check_rows(storage)
+
+
 def ledger_events(storage: Path) -> list[dict]:
     text = (storage / "resume" / ledger.LEDGER).read_text()
     return [json.loads(x) for x in text.splitlines() if x.strip()]

@@ -627,9 +627,11 @@ class CellSearcher(Searcher):
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
-            snapshot = pickle.load(f)
-        if self._local is None and isinstance(snapshot, dict):
-            self._snapshot = snapshot
+            self.restore_snapshot(pickle.load(f))
+
+    def restore_snapshot(self, snapshot: dict[str, Any] | None) -> None:
+        """Take what ``save`` wrote (None: nothing, or nothing readable): rebuild on next use."""
+        self._snapshot = snapshot if self._local is None and isinstance(snapshot, dict) else None
         self._loaded = False
 
 

@@ -4,7 +4,10 @@ in storage into the comparison table."""
 from __future__ import annotations
 
 import json
+import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +19,7 @@ from sweeps.engine.spec import Sweep, record
 EXIT_INCOMPLETE = 1  # the sweep ended with declared trials missing (the table is partial)
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # Ctrl-C: resume with --resume
+EXIT_RESTORE_FAILED = 4  # Tune could not read the experiment state a --resume found
 # Tune deletes old checkpoints as new ones arrive, and forces an experiment snapshot only after
 # a trial has checkpointed num_to_keep times; a driver killed in between restores from a
 # snapshot up to two checkpoints behind, so keep three to always find it (Tuner.restore).
@@ -59,6 +63,7 @@ def new_tuner(
     """A fresh Tuner for the sweep under ``root``; records the declaration (``sweep.json``)."""
     from ray import tune
 
+    from sweeps.engine.generator import SweepSearchGenerator
     from sweeps.engine.searcher import OBJECTIVE, CellSearcher, PruningScheduler
 
     path = storage.join(root, sweep.name)
@@ -78,7 +83,7 @@ def new_tuner(
         tune_config=tune.TuneConfig(
             # the searcher limits concurrency itself: Tune's ConcurrencyLimiter keeps trial ids
             # in its checkpoint, and one lost by a killed driver holds its slot
-            search_alg=searcher,
+            search_alg=SweepSearchGenerator(searcher),
             scheduler=scheduler,
             num_samples=-1,
             reuse_actors=True,  # a new process per trial would import torch again (seconds)
@@ -117,16 +122,25 @@ def fit(
     if restore:
         for torn in ledger.set_aside_torn_states(path):
             print(
-                f"gansweep: {torn} was cut short when the driver stopped; restoring from the "
-                "experiment state before it (the file is kept with the suffix .torn)",
+                f"gansweep: {torn} was cut short when the driver stopped; it is kept with the "
+                "suffix .torn and Tune restores from the newest whole file of its kind",
                 file=sys.stderr,
             )
         tuner = tune.Tuner.restore(path, trainable=fn, resume_errored=True)
     else:
         limit = max_concurrent if max_concurrent else fits
         tuner = new_tuner(sweep, root, fn, limit, optuna_storage)
-    with interrupts.watch() as interrupted:
-        results = tuner.fit()
+    try:
+        with interrupts.watch() as interrupted, refuse_half_restore():
+            results = tuner.fit()
+    except RestoreFailed as e:
+        print(
+            f"gansweep: Tune could not restore {path}: {e}. Nothing was run and nothing there "
+            "was changed; a --resume reads the same files again (report this with the "
+            "directory's experiment_state-*, search_gen_state-* and searcher-state-* files)",
+            file=sys.stderr,
+        )
+        return Outcome(EXIT_RESTORE_FAILED, path, error=str(e))
     if interrupted.is_set():
         print(
             f"\n{sweep.name}: interrupted; no table is final until every trial has ended. "
@@ -151,6 +165,39 @@ def fit(
     storage.write_text(path, "summary.md", text + "\n")
     storage.write_text(path, "summary.csv", analysis.to_csv(table))
     return Outcome(0, path, table, final, last_checkpoints(results))
+
+
+class RestoreFailed(RuntimeError):
+    """Tune could not restore the experiment state it found."""
+
+
+class _RefuseHalfRestore(logging.Filter):
+    """Tune catches any error of its restore, logs it and goes on with a fresh experiment
+    holding whatever it had restored so far (trials without their searcher, or the reverse):
+    a run that looks like a resume and ends with trials missing. Raise instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage().startswith(RESTORE_FAILED):
+            cause = record.exc_info[1] if record.exc_info else None
+            raise RestoreFailed(f"{type(cause).__name__}: {cause}" if cause else RESTORE_FAILED)
+        return True
+
+
+TUNE_CONTROLLER_LOGGER = "ray.tune.execution.tune_controller"
+RESTORE_FAILED = "Failed to restore the run state"
+
+
+@contextmanager
+def refuse_half_restore() -> Iterator[None]:
+    """Within the block, a restore that Tune's controller could not finish raises
+    ``RestoreFailed`` (from its constructor, before any trial starts)."""
+    logger = logging.getLogger(TUNE_CONTROLLER_LOGGER)
+    guard = _RefuseHalfRestore()
+    logger.addFilter(guard)
+    try:
+        yield
+    finally:
+        logger.removeFilter(guard)
 
 
 def comparison(sweep: Sweep, path: str) -> tuple[Any, Any]:
