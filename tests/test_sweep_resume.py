@@ -171,6 +171,26 @@ def test_a_search_state_the_kill_left_empty_still_resumes(tmp_path, reference, t
     assert (exp / (state.name + ledger.TORN)).exists()  # kept for a post-mortem
 
 
+def test_rows_the_kill_emptied_of_a_trial_tune_recorded_as_ended_are_trained_again(
+    tmp_path, reference
+):
+    """Tune copies every trial's files to storage in place at each sync: a kill during one
+    can empty the result.json of a trial that ended long before (a full test run met it)."""
+    storage = tmp_path / "runs"
+    p = launch(tmp_path, storage, fault="collect:2")  # every trial ended, in Tune's state too
+    assert p.wait(timeout=600) == -signal.SIGKILL
+    exp = storage / "resume"
+    ended = [t for t in ledger.tune_trials(str(exp)).values() if t.status == "TERMINATED"]
+    assert len(ended) == TRIALS
+    (rows,) = exp.glob(f"*_{ended[0].trial_id}/result.json")
+    rows.write_bytes(b"")
+
+    text = finish(launch(tmp_path, storage, "--resume"))
+    assert "running them again" in text
+    assert table(storage) == reference
+    check_rows(storage)
+
+
 def test_a_restore_tune_cannot_finish_stops_before_any_trial_and_changes_nothing(
     tmp_path, reference
 ):
@@ -288,7 +308,8 @@ def test_a_changed_sweep_refuses_to_resume_and_a_lost_trial_is_named(tmp_path, r
     assert "cell 'adam' added" in text and "seeds: [0, 1] -> [0, 1, 2]" in text
     assert table(storage) == before  # nothing written
 
-    # a finished trial's directory lost on disk: the resumed sweep must not present 5 of 6
+    # a finished trial's files lost on disk: the resumed sweep must not present 5 of 6; it
+    # trains that trial again (same seed, same numbers) and ends with the same table
     victim = next(d for d in (storage / "resume").iterdir() if d.name.startswith("sgda_s1_"))
     for f in victim.iterdir():
         if f.is_file():
@@ -297,9 +318,10 @@ def test_a_changed_sweep_refuses_to_resume_and_a_lost_trial_is_named(tmp_path, r
     import shutil
 
     shutil.rmtree(storage / "resume" / "results")
-    text = finish(launch(tmp_path, storage, "--resume"), 1)
-    assert "INCOMPLETE" in text and "missing (1): sgda lr=0.1 ratio=1 seed=1" in text
-    assert not (storage / "resume" / "summary.csv").exists()
+    text = finish(launch(tmp_path, storage, "--resume"))
+    assert "running them again: sgda #0 seed 1" in text
+    assert table(storage) == before == reference
+    check_rows(storage)
 
 
 def test_quickstart_killed_in_its_second_sweep_resumes_to_the_same_tables(tmp_path):

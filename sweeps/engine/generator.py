@@ -8,8 +8,8 @@ restored search counts as finished (its sample budget stays zero: the sweep ends
 trials Tune had); without the second Tune fails the whole restore and goes on half-restored.
 ``SweepSearchGenerator`` needs neither file whole. What the first holds is a trial counter
 (used in trial tags only), the sample budget (unbounded: the searcher itself answers
-FINISHED), a finished flag (the searcher answers it again) and the experiment spec, which this
-generator also keeps itself (``search-experiment.pkl``, written once as the sweep starts). The
+FINISHED), a finished flag (never kept: the searcher answers it again) and the experiment
+spec, which this generator also keeps itself (``search-experiment.pkl``, written once as the sweep starts). The
 ``CellSearcher`` rebuilds itself from its ledger; on a bucket, from the newest snapshot that
 reads.
 """
@@ -47,6 +47,7 @@ class SweepSearchGenerator(SearchGenerator):
         found = _newest_whole(dirpath, self.CKPT_FILE_TMPL.format("*"), _generator_state)
         if found is not None:
             self.set_state(found[1])
+            self._finished = False  # the searcher says it again, unless it lost rows to rerun
         else:  # every one empty or cut short: the budget, flag and counter start over
             self._experiment = self._kept_spec()
             self._total_samples, self._finished, self._counter = sys.maxsize, False, 0

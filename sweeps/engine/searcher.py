@@ -197,9 +197,19 @@ class CellSearcher(Searcher):
         self._lost = set()
         if restored:
             unknown = {k for k in self._dispatched.values() if k in self._results} - known
+            # Tune copies every trial's files to storage in place at each sync, so a kill can
+            # also empty the rows of a trial it recorded as ended long before
+            ended = {
+                k
+                for trial_id, k in self._dispatched.items()
+                if k in self._results
+                and trial_id in tune
+                and tune[trial_id].status == "TERMINATED"
+                and (k[2] in self.confirm or k[:2] not in self._pruned)  # a pruned seed stopped
+            }
             self._lost = {
                 k
-                for k in unknown
+                for k in unknown | ended
                 if not any(
                     ledger.has_final_rows(self.experiment, trial_id)
                     for trial_id, kk in self._dispatched.items()
