@@ -9,9 +9,9 @@ trials Tune had); without the second Tune fails the whole restore and goes on ha
 ``SweepSearchGenerator`` needs neither file whole. What the first holds is a trial counter
 (used in trial tags only), the sample budget (unbounded: the searcher itself answers
 FINISHED), a finished flag (never kept: the searcher answers it again) and the experiment
-spec, which this generator also keeps itself (``search-experiment.pkl``, written once as the sweep starts). The
-``CellSearcher`` rebuilds itself from its ledger; on a bucket, from the newest snapshot that
-reads.
+spec, which this generator also keeps itself (``search-experiment.pkl``, written once as the
+sweep starts). The ``CellSearcher`` rebuilds itself from its ledger; on a bucket, from the
+newest snapshot that reads.
 """
 
 from __future__ import annotations
