@@ -94,6 +94,11 @@ def common_fields(experiments: tuple[str, ...]) -> dict[str, Field]:
         "steps": Field(REQUIRED, int, low=1),
         "eval_every": Field(REQUIRED, int, low=1),
         "checkpoint_every": Field(REQUIRED, int, low=1, help="steps; rounded up to evaluations"),
+        "checkpoint_at": Field(
+            (),
+            (list, tuple),
+            help="steps also checkpointed, if evaluations (synchronous early stopping)",
+        ),
         "device": Field("cpu", str, choices=("cpu", "cuda", "auto")),
         "threads": Field(None, int, low=1, nullable=True, help="torch CPU threads; null: default"),
     }
@@ -127,7 +132,15 @@ def resolve(
         out[key] = field.check(key, value)
     if "optimizer_options" in out:
         _check_optimizer_options(out)
+    if "checkpoint_at" in out:
+        _check_steps("checkpoint_at", out["checkpoint_at"])
     return out
+
+
+def _check_steps(key: str, steps: list | tuple) -> None:
+    for step in steps:
+        if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+            raise ConfigError(key, steps, "a list of integers >= 1 (steps)")
 
 
 def _check_optimizer_options(cfg: dict[str, Any]) -> None:

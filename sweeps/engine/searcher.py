@@ -112,6 +112,7 @@ class CellSearcher(Searcher):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self._next_cell = 0
         self._steps = {c.name: self._trainer_steps(c) for c in self.sweep.cells}
+        self._rungs = {c.name: self._rung_points(c) for c in self.sweep.cells}
         if self._local is not None:
             os.makedirs(self._local, exist_ok=True)
             self.ledger = ledger.Ledger(os.path.join(self._local, ledger.LEDGER))
@@ -304,7 +305,7 @@ class CellSearcher(Searcher):
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if not self._loaded:
             self._load()
-        if self.max_concurrent is not None and len(self._live) >= self.max_concurrent:
+        if self.max_concurrent is not None and self._running() >= self.max_concurrent:
             return None
         if not self._queue:
             self._ask_next()
@@ -315,7 +316,10 @@ class CellSearcher(Searcher):
         cell = next(c for c in self.sweep.cells if c.name == cell_name)
         raw = self.sweep.trial_config(cell, params["lr"], params["ratio"], seed)
         stage = trials.CONFIRM if seed in self.confirm else trials.TUNE
-        config = trials.tune_config(cell_name, number, experiments.resolve_config(raw), stage)
+        resolved = experiments.resolve_config(raw)
+        if stage == trials.TUNE and self._rungs.get(cell_name):  # a seed paused at a rung
+            resolved["checkpoint_at"] = list(self._rungs[cell_name])  # resumes from there
+        config = trials.tune_config(cell_name, number, resolved, stage)
         self._record_dispatch(trial_id, key)
         self._live[trial_id] = key
         _fault("first_suggest", 0)
@@ -370,6 +374,28 @@ class CellSearcher(Searcher):
             }
         )
         self._advance(cell, number)
+
+    def waits(self, trial_id: str) -> bool:
+        """Synchronous halving: whether the Tune trial is a tuning seed that reported a rung of
+        its cell its step size has no decision at yet (it pauses there until there is one)."""
+        if not self._loaded:
+            self._load()
+        key = self._dispatched.get(trial_id)
+        if key is None or key[2] in self.confirm or key in self._results:
+            return False
+        return self._waits(key)
+
+    def _waits(self, key: Key) -> bool:
+        rungs = self._rungs.get(key[0])
+        seen = self._reports.get(key)
+        if not rungs or not seen or key[:2] in self._pruned:
+            return False
+        last, decided = max(seen), self._decided.get(key[:2], {})
+        return seen[last] is not None and any(r <= last and r not in decided for r in rungs)
+
+    def _running(self) -> int:
+        """Live trials, less those paused at a rung (they hold no CPU)."""
+        return sum(not self._waits(key) for key in self._live.values())
 
     def is_pruned(self, trial_id: str) -> bool:
         """Whether the Tune trial is a tuning seed of a pruned step size (to be stopped)."""
@@ -435,11 +461,27 @@ class CellSearcher(Searcher):
         steps = experiments.resolve_config(config).get("steps")
         return int(steps) if isinstance(steps, (int, float)) else None
 
+    def _rung_points(self, cell: Cell) -> tuple[int, ...]:
+        """Synchronous halving's decision points of the cell (none otherwise, or with the
+        trainer's steps not fixed)."""
+        if not self.early_stopping.synchronous:
+            return ()
+        lr = cell.lrs.grid[0] if cell.lrs.grid else cell.lrs.low
+        config = self.sweep.trial_config(cell, lr, cell.lrs.ratios[0], self.sweep.seeds[0])
+        resolved = experiments.resolve_config(config)
+        steps, every = resolved.get("steps"), resolved.get("eval_every")
+        if not isinstance(steps, int) or not isinstance(every, int):
+            return ()
+        return self.early_stopping.rungs(steps, every)
+
     def _advance(self, cell_name: str, number: int) -> None:
         """Report to study trial ``number`` each point, in order, that every one of its seeds
         has reached (a seed that ended before a point counts as the penalty there) and that
         the study lacks, and let the pruner decide each; stop at the first point a seed has not
         reached yet, or at a prune."""
+        if self.early_stopping.synchronous:
+            self._advance_rungs(cell_name)
+            return
         if not self.early_stopping.enabled or (cell_name, number) in self._pruned:
             return
         frozen = self.studies[cell_name].get_trials(deepcopy=False)[number]
@@ -478,15 +520,66 @@ class CellSearcher(Searcher):
             if (cell_name, number) in self._pruned:
                 return
 
-    def _decide(self, cell_name: str, number: int, step: int, mean: float | None) -> None:
-        """Report ``mean`` at ``step`` (None: already reported) and record the pruner's answer
-        (a prune: recorded, written, told)."""
+    def _advance_rungs(self, cell_name: str) -> None:
+        """Synchronous halving: decide each rung of the cell, in order, once every step size
+        of the cell still in the search there has its mean at it (every seed reported it, or
+        ended before it: the penalty); stop at the first rung still filling."""
+        cell = next(c for c in self.sweep.cells if c.name == cell_name)
+        if self._asked.get(cell_name, 0) < cell.lrs.size():
+            return  # a step size not yet asked will reach every rung too
+        numbers = [t.number for t in self.studies[cell_name].get_trials(deepcopy=False)]
+        for step in self._rungs[cell_name]:
+            alive = [n for n in numbers if self._pruned.get((cell_name, n), step) >= step]
+            if all(step in self._decided.get((cell_name, n), {}) for n in alive):
+                continue
+            means = {n: self._mean_at(cell_name, n, step) for n in alive}
+            if any(m is _FILLING for m in means.values()):
+                return
+            prunes = self._rung_prunes(cell_name, means)
+            for n in alive:
+                if step not in self._decided.get((cell_name, n), {}):
+                    self._decide(cell_name, n, step, means[n], prunes[n])
+
+    def _mean_at(self, cell_name: str, number: int, step: int) -> Any:
+        """The penalised mean over the step size's seeds at ``step`` (a seed that ended before
+        it counts as the penalty there, one past it without a report at it by its last report
+        before), or ``_FILLING`` while a seed has yet to reach it."""
+        values: list[float | None] = []
+        for seed in self.sweep.seeds:
+            key = (cell_name, number, seed)
+            seen = self._reports.get(key, {})
+            if step in seen:
+                values.append(seen[step])
+            elif max(seen, default=-1) > step:
+                values.append(seen[max(p for p in seen if p < step)] if min(seen) < step else None)
+            elif key in self._results:
+                values.append(None)
+            else:
+                return _FILLING
+        return score(values, self.sweep.metric, self.sweep.penalty)
+
+    def _rung_prunes(self, cell_name: str, means: dict[int, Any]) -> dict[int, bool]:
+        """Which step sizes of a full rung Optuna's ``SuccessiveHalvingPruner`` prunes, each
+        seeing every other one's value there (``rung_prunes``); ties in the mean broken as the
+        tables break them (the smaller lr_D, then lr_G), so a rung of equal means still halves."""
+        frozen = self.studies[cell_name].get_trials(deepcopy=False)
+        order = sorted(means, key=lambda n: (means[n], *_step_size(frozen[n].params)))
+        return rung_prunes({n: order.index(n) for n in means}, self.early_stopping)
+
+    def _decide(
+        self, cell_name: str, number: int, step: int, mean: float | None, prune: bool | None = None
+    ) -> None:
+        """Report ``mean`` at ``step`` (None: already reported) and record the pruner's answer,
+        or ``prune`` where the rung was decided as a whole (a prune: recorded, written, told)."""
         study = self.studies[cell_name]
         frozen = study.get_trials(deepcopy=False)[number]
         trial = optuna.Trial(study, frozen._trial_id)
-        if mean is not None:
+        running = frozen.state == optuna.trial.TrialState.RUNNING
+        if mean is not None and running and step not in frozen.intermediate_values:
             trial.report(mean, step)
-        prune = bool(trial.should_prune())
+        if prune is None:
+            prune = bool(trial.should_prune())
+        prune = prune and running  # a step size whose seeds all ended is no longer stopped
         self._decided.setdefault((cell_name, number), {})[step] = prune
         self.ledger.append(
             {
@@ -508,9 +601,13 @@ class CellSearcher(Searcher):
             self._tell_pruned(cell_name, number)
 
     def _tell_pruned(self, cell_name: str, number: int) -> None:
-        """Tell the study its trial ``number`` was pruned; drop its seeds not yet dispatched."""
+        """Tell the study its trial ``number`` was pruned (once); drop its seeds not yet
+        dispatched."""
+        study = self.studies[cell_name]
+        running = study.get_trials(deepcopy=False)[number].state == optuna.trial.TrialState.RUNNING
         try:
-            self.studies[cell_name].tell(number, state=optuna.trial.TrialState.PRUNED)
+            if running:
+                study.tell(number, state=optuna.trial.TrialState.PRUNED)
         except RuntimeError as e:  # GridSampler's study.stop(), as in _tell_if_done
             if "Study.stop" not in str(e):
                 raise
@@ -645,6 +742,31 @@ class CellSearcher(Searcher):
         self._loaded = False
 
 
+_FILLING = object()  # a rung a seed has yet to reach
+
+
+def rung_prunes(ranks: dict[int, int], stopping: EarlyStopping) -> dict[int, bool]:
+    """Synchronous successive halving's decisions at one rung, by Optuna's own pruner: for each
+    step size (its rank at the rung, 0 the best), a ``SuccessiveHalvingPruner`` study of the
+    rung where every other step size reported first, so each decision sees the whole rung; it
+    keeps the best ``max(n // reduction_factor, 1)`` of the ``n``."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a study per decision: no log line
+    out = {}
+    for number in ranks:
+        study = optuna.create_study(
+            direction="minimize",
+            pruner=optuna.pruners.SuccessiveHalvingPruner(
+                min_resource=1, reduction_factor=stopping.reduction_factor
+            ),
+        )
+        for other in [*(m for m in ranks if m != number), number]:
+            trial = study.ask()
+            trial.report(float(ranks[other]), 1)
+            prune = trial.should_prune()
+        out[number] = bool(prune)
+    return out
+
+
 def _step_size(params: dict[str, Any]) -> tuple[float, float]:
     """(lr_d, lr_g) of a study trial's params, as the trial config computes them."""
     lr = float(params["lr"])
@@ -688,4 +810,21 @@ class PruningScheduler(FIFOScheduler):
         self.searcher.on_trial_result(trial.trial_id, result)
         if self.searcher.is_pruned(trial.trial_id):
             return TrialScheduler.STOP
+        if self.searcher.waits(trial.trial_id):  # synchronous halving: the rung is filling
+            return TrialScheduler.PAUSE
         return TrialScheduler.CONTINUE
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Any:
+        """A pending trial first, else a paused seed whose rung is decided (promoted); the
+        paused or pending seeds of a step size a rung pruned are stopped first."""
+        trials = list(tune_controller.get_trials())
+        for trial in trials:
+            if trial.status in ("PAUSED", "PENDING") and self.searcher.is_pruned(trial.trial_id):
+                tune_controller.stop_trial(trial)
+        for trial in trials:
+            if trial.status == "PENDING":
+                return trial
+        for trial in trials:
+            if trial.status == "PAUSED" and not self.searcher.waits(trial.trial_id):
+                return trial
+        return None

@@ -176,6 +176,9 @@ class EarlyStopping:
       0: the sweep's ``steps`` where it fixes them, else Optuna's "auto").
     - median: ``startup_trials`` (step sizes that are never pruned, the first ones),
       ``warmup_steps`` (no pruning before this step) and ``interval_steps``.
+    - ``synchronous`` (halving only): a rung is decided once every step size of the cell has
+      reached it, its seeds paused there meanwhile (``sweeps.engine.searcher``); off, Optuna's
+      asynchronous rule decides each step size as its seeds arrive.
     """
 
     kind: str = "none"
@@ -185,10 +188,24 @@ class EarlyStopping:
     startup_trials: int = 1
     warmup_steps: int = 0
     interval_steps: int = 1
+    synchronous: bool = False
 
     @property
     def enabled(self) -> bool:
         return self.kind != "none"
+
+    def rungs(self, steps: int, every: int) -> tuple[int, ...]:
+        """The evaluation points synchronous halving decides at: each rung
+        (``min_resource * reduction_factor**k``) rounded up to an evaluation (a multiple of
+        ``every``), below the last step (which is never a rung)."""
+        out: list[int] = []
+        rung = self.min_resource
+        while rung < steps:
+            point = -(-rung // every) * every
+            if point < steps and point not in out:
+                out.append(point)
+            rung *= self.reduction_factor
+        return tuple(out)
 
     def check(self) -> None:
         if self.kind not in EARLY_STOPPING:
@@ -208,6 +225,15 @@ class EarlyStopping:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise SweepError(f"early_stopping {name}={value!r}: must be an integer >= {low}")
+        if not isinstance(self.synchronous, bool):
+            raise SweepError(
+                f"early_stopping synchronous={self.synchronous!r}: must be True or False"
+            )
+        if self.synchronous and self.kind != "halving":
+            raise SweepError(
+                f"early_stopping synchronous=True with kind {self.kind!r}: only kind 'halving' "
+                "has a synchronous form"
+            )
         if self.kind == "hyperband" and self.max_resource and self.max_resource < self.min_resource:
             raise SweepError(
                 f"early_stopping max_resource={self.max_resource} must be >= min_resource="
@@ -441,6 +467,8 @@ def differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     out = []
     for key in RECORDED:
         old, new = stored.get(key, ABSENT.get(key)), current.get(key, ABSENT.get(key))
+        if key == "early_stopping" and isinstance(old, dict):
+            old = {**ABSENT[key], **old}  # a field added since the record was written
         if old == new:
             continue
         if key == "cells":

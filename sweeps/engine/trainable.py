@@ -95,6 +95,8 @@ def make_trainable(metric: str, penalty: float | None):
                 row = rows(report)
                 board.scalars(row)  # every number, unpacked
                 last.update(row)
+                if ckpt is not None:  # Tune may pause the trial here (stopping its process)
+                    board.flush()
                 tune.report(rows.for_tune(row), checkpoint=checkpoint)
                 if ckpt is not None:
                     shutil.rmtree(ckpt, ignore_errors=True)
@@ -177,6 +179,10 @@ class TrialBoard:
         for tag, value in final.items():
             writer.add_summary(scalar(tag, float(value)), row.get("step"))
         writer.flush()
+
+    def flush(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
 
     def close(self) -> None:
         if self.writer is not None:

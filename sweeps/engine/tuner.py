@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from analysis import storage
@@ -244,12 +245,32 @@ def _loggers(sweep: Sweep) -> list[Any]:
     their own, off the driver's thread: sweeps.engine.trainable.TrialBoard)."""
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    loggers = [JsonLoggerCallback(), CSVLoggerCallback()]
+    class JsonRows(_LocalRowsFirst, JsonLoggerCallback):
+        pass
+
+    class CsvRows(_LocalRowsFirst, CSVLoggerCallback):
+        pass
+
+    loggers = [JsonRows(), CsvRows()]
     if sweep.resources.workers > 1:
         from sweeps.engine.distributed import UnpackedTBXLogger
 
         loggers.append(UnpackedTBXLogger())
     return loggers
+
+
+class _LocalRowsFirst:
+    """A Tune file logger that, when a trial starts again (resumed after a pause at a rung,
+    restarted after a failure), keeps the driver's own copy of its rows where there is one.
+
+    Tune's loggers copy the file back from storage first, and storage lags the driver by up
+    to a sync period, so a trial resumed soon after its last report lost those rows (seen:
+    a seed paused at its rung and resumed seconds later kept steps 200 and 300 of 100-300).
+    Only a driver that never had the file (a ``--resume`` after a kill) takes storage's."""
+
+    def _restore_from_remote(self, file_name: str, trial: Any) -> None:
+        if not (Path(trial.local_path) / file_name).exists():
+            super()._restore_from_remote(file_name, trial)  # type: ignore[misc]
 
 
 def _trial_name(trial: Any) -> str:

@@ -121,7 +121,8 @@ def train(
         state.finished = final
         state.last = report
         ckpt = None
-        if final or state.step - state.last_checkpoint >= cfg["checkpoint_every"]:
+        due = state.step - state.last_checkpoint >= cfg["checkpoint_every"]
+        if final or due or state.step in cfg.get("checkpoint_at", ()):
             state.last_checkpoint = state.step
             payload = {
                 "config": cfg,
