@@ -30,7 +30,12 @@ X: the mean over cells of grid+stop's compute / the grid's; k/n: cells where gri
 same choice; Y: the mean over cells of TPE (without pruning) trials to within 5%.
 
     python benchmarks/search_cost.py [--quick] [--first-rung 0.2] [--reduction-factor 3]
-                                     [--tpe-startup N]
+                                     [--synchronous] [--tpe-startup N]
+
+``--synchronous``: synchronous successive halving (``EarlyStopping(..., synchronous=True)``):
+each rung waits for every step size of the cell, their seeds paused there, and keeps the best
+``max(n // reduction_factor, 1)``; without it Optuna's asynchronous rule decides each step
+size as its seeds arrive (and always promotes the first to arrive).
 
 TPE draws ``--tpe-startup`` step sizes at random before it models (default a third of its
 budget, at least 1: with Optuna's default of 10, a budget of 3-6 trials is a random search).
@@ -391,6 +396,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--reduction-factor", type=int, default=3)
     parser.add_argument(
+        "--synchronous",
+        action="store_true",
+        help="synchronous halving: a rung waits for every step size (halving only)",
+    )
+    parser.add_argument(
         "--tpe-startup",
         type=int,
         help="TPE's random trials before it models (default: a third of its budget, >= 1)",
@@ -403,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--first-rung {args.first_rung}: must be a fraction in (0, 1]")
     if args.reduction_factor < 2:
         parser.error(f"--reduction-factor {args.reduction_factor}: must be an integer >= 2")
+    if args.synchronous and args.pruner != "halving":
+        parser.error(f"--synchronous with --pruner {args.pruner}: only halving has that form")
     if args.tpe_startup is not None and args.tpe_startup < 0:
         parser.error(f"--tpe-startup {args.tpe_startup}: must be an integer >= 0")
     chosen = settings(args.quick)
@@ -420,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
                 min_resource=first_rung(setting, args.first_rung),
                 reduction_factor=args.reduction_factor,
                 startup_trials=1,
+                synchronous=args.synchronous,
             )
             cpu = math.floor(100 * args.cpus / len(setting.seeds)) / 100
             print(f"{setting.name}: {stop}, {cpu} CPUs per trial", flush=True)

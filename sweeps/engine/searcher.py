@@ -815,11 +815,13 @@ class PruningScheduler(FIFOScheduler):
         return TrialScheduler.CONTINUE
 
     def choose_trial_to_run(self, tune_controller: Any) -> Any:
-        """A pending trial first, else a paused seed whose rung is decided (promoted); the
-        paused or pending seeds of a step size a rung pruned are stopped first."""
+        """A pending trial first, else a paused seed whose rung is decided (promoted). The
+        paused seeds of a step size its rung pruned are stopped first (their rows are in this
+        driver). A pending one (restored by ``--resume``: its rows may have died with the
+        driver) runs to its first report and stops there, as without synchronous halving."""
         trials = list(tune_controller.get_trials())
         for trial in trials:
-            if trial.status in ("PAUSED", "PENDING") and self.searcher.is_pruned(trial.trial_id):
+            if trial.status == "PAUSED" and self.searcher.is_pruned(trial.trial_id):
                 tune_controller.stop_trial(trial)
         for trial in trials:
             if trial.status == "PENDING":
