@@ -103,6 +103,10 @@ class Driver:
             self.searcher.on_trial_complete(trial_id, result)
         else:
             self.next_step[trial_id] = step + EVERY
+            self.carry_on(trial_id, decision)
+
+    def carry_on(self, trial_id: str, decision: str) -> None:
+        """What the driver does with a live trial after its report (here: nothing)."""
 
     def round(self) -> None:
         """Every live trial reports once (in dispatch order)."""

@@ -19,7 +19,6 @@ from test_searcher_pruning import (
     PENALTY,
     STEPS,
     Driver,
-    FakeTrial,
     events,
     kl,
     study,
@@ -57,23 +56,7 @@ class PausingDriver(Driver):
         self.paused: set[str] = set()
         self.max_paused = 0
 
-    def report(self, trial_id: str) -> None:
-        config = self.live[trial_id]
-        t = config[trials.TRAINER]
-        step = self.next_step[trial_id]
-        v = self.value(t["lr_g"], t["seed"], step)
-        result = {"step": step, "mode_kl": v, "diverged": v is None, "objective": v}
-        self.rows[trial_id].append(step)
-        decision = self.scheduler.on_trial_result(None, FakeTrial(trial_id), result)
-        if decision == TrialScheduler.STOP:
-            self.stopped.add(trial_id)
-        else:
-            self.searcher.on_trial_result(trial_id, result)
-        if decision == TrialScheduler.STOP or v is None or step >= STEPS:
-            del self.live[trial_id]
-            self.searcher.on_trial_complete(trial_id, result)
-            return
-        self.next_step[trial_id] = step + EVERY
+    def carry_on(self, trial_id: str, decision: str) -> None:
         if decision == TrialScheduler.PAUSE:
             self.paused.add(trial_id)
 
