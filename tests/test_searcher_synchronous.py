@@ -156,6 +156,23 @@ def test_a_rung_of_equal_means_still_halves_keeping_the_smaller_step_sizes(tmp_p
     assert pruned == {GRID[2]: 100, GRID[3]: 100, GRID[1]: 200}
 
 
+def test_the_chosen_step_size_is_confirmed_to_the_end_without_rungs(tmp_path, driver):
+    d = driver(sweep(confirm_seeds=2), tmp_path)
+    d.run()
+    confirm = {i: c for i, c in d.configs.items() if c[trials.STAGE] == trials.CONFIRM}
+    tuning = {i: c for i, c in d.configs.items() if c[trials.STAGE] == trials.TUNE}
+    assert sorted(c["trainer"]["seed"] for c in confirm.values()) == [3, 4]
+    survivors = {c["trainer"]["lr_g"] for i, c in tuning.items() if d.rows[i][-1] == STEPS}
+    pruned = {c["trainer"]["lr_g"] for i, c in tuning.items() if d.searcher.is_pruned(i)}
+    assert len(survivors - pruned) == 1  # the rungs left one step size: it is the choice
+    assert {c["trainer"]["lr_g"] for c in confirm.values()} == survivors - pruned
+    for trial_id, config in confirm.items():  # no rung checkpoint, never held, never stopped
+        assert not config["trainer"]["checkpoint_at"]
+        assert d.rows[trial_id] == list(range(EVERY, STEPS + 1, EVERY))
+        assert trial_id not in d.stopped
+    assert all(c["trainer"]["checkpoint_at"] for c in tuning.values())
+
+
 def test_a_restart_mid_rung_decides_the_same_rungs(tmp_path, driver):
     whole = driver(sweep(), tmp_path / "whole")
     whole.run()
