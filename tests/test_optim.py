@@ -402,3 +402,36 @@ def test_diagnostics_read_with_grad_enabled_survive_a_checkpoint():
     restored.load_state_dict(opt.state_dict())
     run(restored, model, random_grads(model, 1, seed=5))
     assert math.isfinite(restored.diagnostics()["0"]["param_norm"])
+
+
+def test_step_hooks_and_the_profiler_still_see_a_step():
+    """Our step skips torch.optim's wrapper only where nothing would see it: hooks registered
+    on the optimizer or for all optimizers run, a profiler records the step, and the
+    parameters move the same with and without them."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    grads = random_grads(two_layer(), 3)
+    plain, watched = two_layer(), two_layer()
+    opt_plain = optim.build("adam", plain, LR)
+    opt = optim.build("adam", watched, LR)
+    seen: list[str] = []
+    handles = [
+        opt.register_step_pre_hook(lambda o, a, k: seen.append("pre")),
+        opt.register_step_post_hook(lambda o, a, k: seen.append("post")),
+        register_optimizer_step_post_hook(lambda o, a, k: seen.append("global")),
+    ]
+    try:
+        run(opt, watched, grads)
+        run(opt_plain, plain, grads)  # the global hook sees this one too
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert seen == ["pre", "post", "global"] * 3 + ["global"] * 3
+    for a, b in zip(plain.parameters(), watched.parameters()):
+        assert torch.equal(a, b)
+    run(opt, watched, grads[:1])  # hooks removed: they are not called again
+    assert len(seen) == 12
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        run(opt, watched, grads[:2])
+    names = [e.name for e in prof.events()]
+    assert names.count(f"Optimizer.step#{type(opt).__name__}.step") == 2

@@ -13,10 +13,12 @@ device, so a step never waits on the host. Per-group diagnostics: ``trainers.opt
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
+import torch.optim.optimizer as torch_optimizer
 
 from trainers.optim.checks import check_lr, check_non_negative
 from trainers.optim.diagnostics import Diagnostics
@@ -148,6 +150,22 @@ class Graft(torch.optim.Optimizer):
         self._diag.load_state_dict(diag, self.param_groups[0]["params"][0].device)
 
     # -- the step --------------------------------------------------------------------------------
+
+    @staticmethod
+    def profile_hook_step(func: Callable[..., Any]) -> Callable[..., Any]:
+        """``torch.optim.Optimizer``'s wrapper of ``step`` (a profiler label and the step
+        pre/post hooks) only where something would see it: a registered hook or a running
+        profiler. Otherwise ``step`` itself: about 40 us less per call on the CPU, a quarter of
+        a bimodal training step (``benchmarks/step_wrapper.py``)."""
+        hooked = torch.optim.Optimizer.profile_hook_step(func)
+
+        @functools.wraps(func)
+        def step(self: Graft, *args: Any, **kwargs: Any) -> Any:
+            if _observed(self):
+                return hooked(self, *args, **kwargs)
+            return func(self, *args, **kwargs)
+
+        return step
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
@@ -290,3 +308,18 @@ class Graft(torch.optim.Optimizer):
             if p not in work:
                 work[p] = torch.empty_like(p, memory_format=torch.preserve_format)
         return [work[p] for p in params]
+
+
+def _observed(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether a step hook is registered (on ``optimizer`` or for every optimizer) or torch's
+    profiler is recording; True where this torch lacks the attributes read."""
+    try:
+        return bool(
+            optimizer._optimizer_step_pre_hooks
+            or optimizer._optimizer_step_post_hooks
+            or torch_optimizer._global_optimizer_pre_hooks
+            or torch_optimizer._global_optimizer_post_hooks
+            or torch.autograd._profiler_enabled()
+        )
+    except AttributeError:
+        return True
