@@ -26,7 +26,7 @@ SETTINGS = {
     "bimodal adam": {"experiment": "bimodal", "optimizer": "adam", "lr_g": 1e-4, "lr_d": 2e-4},
     "mog adam": {"experiment": "mog", "optimizer": "adam", "lr_g": 1e-3, "lr_d": 1e-3},
 }
-SLOWER = {"mog adam": 10}  # its step is ~20x a bimodal one: a tenth of the steps
+SLOWER = {"mog adam": 10}  # its step is ~15x a bimodal one: a tenth of the steps
 
 
 def steps_of(experiment: experiments.Experiment, steps: int) -> None:
