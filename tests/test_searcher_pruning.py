@@ -59,10 +59,11 @@ class Driver:
     first, then the searcher unless the scheduler stopped it, as Tune's controller does) and
     completes them at their last step, at a divergence or when stopped."""
 
-    def __init__(self, s: Sweep, path: Path, value=kl, max_concurrent=None) -> None:
+    def __init__(self, s: Sweep, path: Path, value=kl, max_concurrent=None, last=None) -> None:
         self.searcher = CellSearcher(s, str(path), max_concurrent=max_concurrent)
         self.scheduler = PruningScheduler(self.searcher)
         self.value = value
+        self.last = last or (lambda lr_g, seed: STEPS)  # where a trial ends without diverging
         self.live: dict[str, dict] = {}
         self.next_step: dict[str, int] = {}
         self.rows: dict[str, list[int]] = {}  # trial id -> the steps it reported
@@ -98,7 +99,7 @@ class Driver:
             self.stopped.add(trial_id)
         else:
             self.searcher.on_trial_result(trial_id, result)  # Tune's second call: a duplicate
-        if decision == TrialScheduler.STOP or v is None or step >= STEPS:
+        if decision == TrialScheduler.STOP or v is None or step >= self.last(t["lr_g"], t["seed"]):
             del self.live[trial_id]
             self.searcher.on_trial_complete(trial_id, result)
         else:
@@ -198,6 +199,23 @@ def test_the_decision_waits_for_every_seed_and_a_diverged_seed_counts_as_the_pen
     assert study(tmp_path).trials[0].intermediate_values == {100: pytest.approx(mean_at(0.1, 100))}
     d.round()  # seed 1 diverges at 200 (ends): counted as the penalty there
     assert study(tmp_path).trials[0].intermediate_values[200] == pytest.approx(mean_at(0.1, 200))
+
+
+@pytest.mark.parametrize("synchronous", [False, True], ids=["asynchronous", "synchronous"])
+def test_a_seed_a_stop_rule_ended_counts_its_final_value_at_later_rungs(tmp_path, synchronous):
+    # as the study's value and the tables count it: bimodal's blow-up rule ends a run early
+    # with its last verdict, which may be the best one (both modes)
+    def steady(lr_g: float, seed: int, step: int) -> float:
+        return round(1.0 + 0.25 * seed + 100.0 / step, 6)
+
+    stop = EarlyStopping("halving", min_resource=EVERY, reduction_factor=2, synchronous=synchronous)
+    s = sweep(confirm_seeds=0, cells=[Cell("adam", StepSizes(grid=(1e-1,)))], early_stopping=stop)
+    d = Driver(s, tmp_path, value=steady, last=lambda lr_g, seed: EVERY if seed == 1 else STEPS)
+    d.run()
+    told = study(tmp_path).trials[0].intermediate_values
+    assert told[100] == pytest.approx(sum(steady(0.1, k, 100) for k in range(3)) / 3)
+    want = (steady(0.1, 0, 200) + steady(0.1, 1, 100) + steady(0.1, 2, 200)) / 3
+    assert told[200] == pytest.approx(want)  # seed 1's last value, not the penalty (5)
 
 
 def test_a_seed_that_ended_before_a_rung_counts_as_the_penalty_there(tmp_path):

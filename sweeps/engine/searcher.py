@@ -30,18 +30,19 @@ size with all its tuning seeds. Each seed reports its objective at the trainer's
 points (the ``step`` of each row; Tune calls ``on_trial_result`` for each row, and
 ``PruningScheduler`` forwards it first). At each point below the trainer's last step, once
 *every* seed of the step size has reported it (the decision waits for all seeds at a rung; a
-seed that diverged or ended before that point counts as the objective's penalty there), the
-study trial is told the penalised mean over seeds there (``optuna.Trial.report``) and the
-study's Optuna pruner (``EarlyStopping.pruner``) decides (``should_prune``). Each seed's
-report is in the ledger ("report") before it is used, and each decision ("decide") before it is
-acted on, so a restart never reports a point twice and never re-decides one; a pruned step
-size is recorded ("prune"), its trial ids written to ``pruned.json`` in the experiment
-directory (what ``analysis.collect`` reads), then told to its study as PRUNED;
-``PruningScheduler`` stops its running seeds at their next report (a seed Tune holds pending,
-at its first) and its seeds not yet dispatched never are. A pruned step size is never chosen;
-the confirmation stage trains the chosen one to the end (it is never pruned). The one window
-left: a driver killed between Optuna's record of a point and the ledger's decision asks the
-pruner again for that point on restart.
+seed that diverged before that point counts as the objective's penalty there, one that ended
+without diverging, by a trainer's stop rule, its final objective, as the study's value and the
+tables count it), the study trial is told the penalised mean over seeds there
+(``optuna.Trial.report``) and the study's Optuna pruner (``EarlyStopping.pruner``) decides
+(``should_prune``). Each seed's report is in the ledger ("report") before it is used, and each
+decision ("decide") before it is acted on, so a restart never reports a point twice and never
+re-decides one; a pruned step size is recorded ("prune"), its trial ids written to
+``pruned.json`` in the experiment directory (what ``analysis.collect`` reads), then told to
+its study as PRUNED; ``PruningScheduler`` stops its running seeds at their next report (a seed
+Tune holds pending, at its first) and its seeds not yet dispatched never are. A pruned step
+size is never chosen; the confirmation stage trains the chosen one to the end (it is never
+pruned). The one window left: a driver killed between Optuna's record of a point and the
+ledger's decision asks the pruner again for that point on restart.
 """
 
 from __future__ import annotations
@@ -476,7 +477,8 @@ class CellSearcher(Searcher):
 
     def _advance(self, cell_name: str, number: int) -> None:
         """Report to study trial ``number`` each point, in order, that every one of its seeds
-        has reached (a seed that ended before a point counts as the penalty there) and that
+        has reached (a seed that ended before a point counts as its final value there, the
+        penalty if it diverged) and that
         the study lacks, and let the pruner decide each; stop at the first point a seed has not
         reached yet, or at a prune."""
         if self.early_stopping.synchronous:
@@ -510,7 +512,7 @@ class CellSearcher(Searcher):
                 elif max(seen, default=-1) > step:
                     break  # a seed went past it without reporting it: not a common point
                 elif k in self._results:
-                    values.append(None)  # ended before this point: the penalty
+                    values.append(self._final(k))  # ended before this point
                 else:
                     return  # the decision waits for every seed at this point
             if len(values) < len(keys):
@@ -523,7 +525,7 @@ class CellSearcher(Searcher):
     def _advance_rungs(self, cell_name: str) -> None:
         """Synchronous halving: decide each rung of the cell, in order, once every step size
         of the cell still in the search there has its mean at it (every seed reported it, or
-        ended before it: the penalty); stop at the first rung still filling."""
+        ended before it: its final value, or the penalty); stop at the first rung still filling."""
         cell = next(c for c in self.sweep.cells if c.name == cell_name)
         if self._asked.get(cell_name, 0) < cell.lrs.size():
             return  # a step size not yet asked will reach every rung too
@@ -542,8 +544,9 @@ class CellSearcher(Searcher):
 
     def _mean_at(self, cell_name: str, number: int, step: int) -> Any:
         """The penalised mean over the step size's seeds at ``step`` (a seed that ended before
-        it counts as the penalty there, one past it without a report at it by its last report
-        before), or ``_FILLING`` while a seed has yet to reach it."""
+        it counts as its final value there, the penalty if it diverged; one past it without a
+        report at it by its last report before), or ``_FILLING`` while a seed has yet to reach
+        it."""
         values: list[float | None] = []
         for seed in self.sweep.seeds:
             key = (cell_name, number, seed)
@@ -553,10 +556,17 @@ class CellSearcher(Searcher):
             elif max(seen, default=-1) > step:
                 values.append(seen[max(p for p in seen if p < step)] if min(seen) < step else None)
             elif key in self._results:
-                values.append(None)
+                values.append(self._final(key))
             else:
                 return _FILLING
         return score(values, self.sweep.metric, self.sweep.penalty)
+
+    def _final(self, key: Key) -> float | None:
+        """What a seed that ended before a point counts there: its final objective, as the
+        study's value and the tables count it (a trainer's stop rule ends a run that did not
+        diverge), or None (the penalty) for a diverged or errored seed."""
+        value, diverged = self._results[key]
+        return None if diverged else value
 
     def _rung_prunes(self, cell_name: str, means: dict[int, Any]) -> dict[int, bool]:
         """Which step sizes of a full rung Optuna's ``SuccessiveHalvingPruner`` prunes, each
