@@ -37,7 +37,7 @@ from sweeps.engine.objectives import penalty_of
 from sweeps.engine.searcher import rung_prunes
 
 WITHIN = 0.05
-FRACTIONS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
+FRACTIONS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 FACTORS = (2, 3, 4, 6)
 
 
