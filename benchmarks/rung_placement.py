@@ -61,19 +61,24 @@ class Curves:
         return min(keys, key=lambda k: (self.final[k], *k))
 
     def same(self, lr: tuple[float, float]) -> bool:
-        best = self.final[self.choice()]
-        return lr == self.choice() or self.final[lr] <= best + WITHIN * abs(best) + 1e-12
+        """``lr`` is the grid's choice or scores within 5% of it."""
+        best = self.choice()
+        return (
+            lr == best
+            or self.final[lr] <= self.final[best] + WITHIN * abs(self.final[best]) + 1e-12
+        )
 
 
-def _seed_value(rows: pd.DataFrame, point: int, penalty: float) -> float | None:
-    """One seed's objective at ``point`` (its rows sorted by step), as the searcher counts it."""
+def _seed_value(rows: pd.DataFrame, point: int) -> float | None:
+    """One seed's objective at ``point`` (its rows sorted by step), as the searcher counts it:
+    its report there or its last before; None (the penalty) once it diverged, or where it
+    errored before ``point``."""
     at = rows[rows["step"] <= point]
-    if at.empty:
+    if at.empty or bool(at["diverged"].iloc[-1]):
         return None
-    last = at.iloc[-1]
-    if bool(last["diverged"]) or (last["status"] in ("errored", "diverged")):
+    if int(rows["step"].iloc[-1]) < point and rows["status"].iloc[-1] == "errored":
         return None
-    return float(last["objective"])
+    return float(at["objective"].iloc[-1])
 
 
 def metrics() -> dict[str, str]:
@@ -98,10 +103,9 @@ def curves(df: pd.DataFrame, suffix: str, skip: str, metric: dict[str, str]) -> 
         for lr, h in g.groupby(["lr_d", "lr_g"], sort=True):
             seeds = [r.sort_values("step") for _, r in h.groupby("seed")]
             mean[lr] = {
-                p: penalised_mean([_seed_value(r, p, penalty) for r in seeds], penalty)
-                for p in points
+                p: penalised_mean([_seed_value(r, p) for r in seeds], penalty) for p in points
             }
-            final[lr] = penalised_mean([_seed_value(r, steps, penalty) for r in seeds], penalty)
+            final[lr] = penalised_mean([_seed_value(r, steps) for r in seeds], penalty)
             trained[lr] = [int(r["step"].iloc[-1]) for r in seeds]
         out.append(Curves(str(sweep), str(cell), steps, every, points, mean, final, trained))
     return out

@@ -28,9 +28,13 @@ def _bench():
 bench = _bench()
 
 
-def rows(curves: dict[float, list[list[float | None]]], ends: dict = {}) -> pd.DataFrame:  # noqa: B006
+def rows(
+    curves: dict[float, list[list[float | None]]], ends: dict | None = None, errored=()
+) -> pd.DataFrame:
     """Rows of one mog grid cell: ``curves[lr][seed]`` its objective at 100, 200, ... (None:
-    diverged there, the run's last row); ``ends[(lr, seed)]`` a step where a stop rule ended it."""
+    diverged there, the run's last row); ``ends[(lr, seed)]`` a step where a stop rule ended it;
+    the (lr, seed) in ``errored`` errored after their last row."""
+    ends = ends or {}
     out = []
     for lr, seeds in curves.items():
         for seed, values in enumerate(seeds):
@@ -50,7 +54,7 @@ def rows(curves: dict[float, list[list[float | None]]], ends: dict = {}) -> pd.D
                         steps=STEPS,
                         objective=v,
                         diverged=v is None,
-                        status="finished",
+                        status="errored" if (lr, seed) in errored else "finished",
                         **{"config/eval_every": EVERY},
                     )
                 )
@@ -62,15 +66,27 @@ def rows(curves: dict[float, list[list[float | None]]], ends: dict = {}) -> pd.D
 def test_seeds_count_as_the_searcher_counts_them():
     # lr 0.1: seed 1 diverges at 200 (the penalty from there); lr 0.01: seed 1 ended by a stop
     # rule at 250 with 0.5 (that value from there on)
+    # rule at 250 with 0.5 (that value from there on); lr 0.001: seed 1 errored after its report
+    # at 200 (that report at 200, the penalty after)
     df = rows(
-        {0.1: [[1, 2, 3, 4], [1, None]], 0.01: [[2, 2, 2, 2], [1, 1, 0.5]]},
+        {
+            0.1: [[1, 2, 3, 4], [1, None]],
+            0.01: [[2, 2, 2, 2], [1, 1, 0.5]],
+            0.001: [[1, 1, 1, 1], [2, 2]],
+        },
         ends={(0.01, 1): 250},
+        errored={(0.001, 1)},
     )
     [c] = bench.curves(df, "_nostop", "~tpe", {"mog": "mode_kl"})
     assert c.points == [100, 200, 300]
     assert c.mean[(0.1, 0.1)] == {100: 1.0, 200: (2 + PENALTY) / 2, 300: (3 + PENALTY) / 2}
     assert c.mean[(0.01, 0.01)] == {100: 1.5, 200: 1.5, 300: (2 + 0.5) / 2}
-    assert c.final == {(0.1, 0.1): (4 + PENALTY) / 2, (0.01, 0.01): (2 + 0.5) / 2}
+    assert c.mean[(0.001, 0.001)] == {100: 1.5, 200: 1.5, 300: (1 + PENALTY) / 2}
+    assert c.final == {
+        (0.1, 0.1): (4 + PENALTY) / 2,
+        (0.01, 0.01): (2 + 0.5) / 2,
+        (0.001, 0.001): (1 + PENALTY) / 2,
+    }
     assert c.choice() == (0.01, 0.01)
 
 

@@ -478,9 +478,8 @@ class CellSearcher(Searcher):
     def _advance(self, cell_name: str, number: int) -> None:
         """Report to study trial ``number`` each point, in order, that every one of its seeds
         has reached (a seed that ended before a point counts as its final value there, the
-        penalty if it diverged) and that
-        the study lacks, and let the pruner decide each; stop at the first point a seed has not
-        reached yet, or at a prune."""
+        penalty if it diverged) and that the study lacks, and let the pruner decide each; stop
+        at the first point a seed has not reached yet, or at a prune."""
         if self.early_stopping.synchronous:
             self._advance_rungs(cell_name)
             return
