@@ -16,15 +16,24 @@ A replay, not a run: every step size's whole curve is known, so this answers "wh
 schedule have chosen on these sweeps" in seconds, for picking a schedule before a real sweep
 (``search_cost.py --synchronous --first-rung F --reduction-factor R`` runs one for real).
 
-    python benchmarks/rung_placement.py DIR/dataset [--sweep-suffix _nostop] [--skip-cell '~tpe']
+    python benchmarks/rung_placement.py DATASET [--metric EXPERIMENT=OBJECTIVE ...]
+                                        [--sweep-suffix _nostop] [--skip-cell '~tpe']
+
+A diverged seed counts as its objective's penalty, so each experiment's objective must be known:
+``search_cost.py``'s (bimodal miss_both, mog mode_kl, wgangp fid) unless ``--metric`` names it,
+e.g. ``--metric stylegan2=fid``. For your own pilot grid pass ``--sweep-suffix ''`` (every
+sweep of the dataset) or its sweep's name. Exit 2 for an unknown objective or an experiment
+without one, 3 for a dataset that is not there.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import sys
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import search_cost
@@ -33,7 +42,7 @@ from scipy import stats
 import analysis
 from analysis.tables import penalised_mean
 from sweeps.engine import EarlyStopping
-from sweeps.engine.objectives import penalty_of
+from sweeps.engine.objectives import OBJECTIVES, penalty_of
 from sweeps.engine.searcher import rung_prunes
 
 WITHIN = 0.05
@@ -150,10 +159,36 @@ def rankings(c: Curves) -> list[tuple[float, float, int]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", help="a collected dataset (analysis.collect's destination)")
+    parser.add_argument(
+        "--metric",
+        action="append",
+        default=[],
+        metavar="EXPERIMENT=OBJECTIVE",
+        help="an experiment's objective (its penalty counts a diverged seed); repeatable",
+    )
     parser.add_argument("--sweep-suffix", default="_nostop", help="full-grid sweeps end so")
     parser.add_argument("--skip-cell", default="~tpe", help="leave out cells containing this")
     args = parser.parse_args(argv)
-    cells = curves(analysis.load(args.dataset), args.sweep_suffix, args.skip_cell, metrics())
+    metric = metrics()
+    for item in args.metric:
+        experiment, _, name = item.partition("=")
+        if not experiment or name not in OBJECTIVES:
+            parser.error(
+                f"--metric {item!r}: want EXPERIMENT=OBJECTIVE, the objective one of "
+                + ", ".join(OBJECTIVES)
+            )
+        metric[experiment] = name
+    if "://" not in args.dataset and not Path(args.dataset).exists():
+        print(f"rung_placement: {args.dataset}: no such dataset", file=sys.stderr)
+        return 3
+    df = analysis.load(args.dataset)
+    unknown = sorted(set(df["experiment"].astype(str)) - set(metric))
+    if unknown:
+        parser.error(
+            f"experiment {', '.join(unknown)}: its objective is not known here; name it with "
+            f"--metric {unknown[0]}=OBJECTIVE (one of {', '.join(OBJECTIVES)})"
+        )
+    cells = curves(df, args.sweep_suffix, args.skip_cell, metric)
     if not cells:
         parser.error(f"{args.dataset}: no sweep ending {args.sweep_suffix!r} with a grid cell")
     print("How each point of training ranks the step sizes (rho: Spearman against the final")

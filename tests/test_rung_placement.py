@@ -115,3 +115,25 @@ def test_synchronous_halving_by_hand():
     assert [rank for _, _, rank in ranked] == [2, 2, 1]
     # at 100 the ranks (1, 2, 3) against the final (2, 1, 3): 1 - 6 * 2 / (3 * 8)
     assert ranked[0][1] == pytest.approx(0.5) and ranked[2][1] == pytest.approx(1.0)
+
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "analysis" / "tune_output"
+
+
+def test_the_command_line_refuses_bad_input_before_any_work(tmp_path, monkeypatch, capsys):
+    import analysis
+
+    assert bench.main([str(tmp_path / "missing")]) == 3
+    assert "no such dataset" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as bad:
+        bench.main([str(tmp_path), "--metric", "mog=kl"])
+    assert bad.value.code == 2 and "mog=kl" in capsys.readouterr().err
+    dest = tmp_path / "dataset"
+    analysis.collect(str(FIXTURE), str(dest))  # bimodal, mog and wgangp sweeps
+    monkeypatch.setattr(bench, "metrics", lambda: {"bimodal": "miss_both", "mog": "mode_kl"})
+    with pytest.raises(SystemExit) as unknown:
+        bench.main([str(dest), "--sweep-suffix", ""])
+    err = capsys.readouterr().err
+    assert unknown.value.code == 2 and "experiment wgangp" in err and "--metric wgangp=" in err
+    assert bench.main([str(dest), "--sweep-suffix", "", "--metric", "wgangp=fid"]) == 0
+    assert "| 0.2 | " in capsys.readouterr().out
