@@ -45,7 +45,6 @@ from sweeps.engine import EarlyStopping
 from sweeps.engine.objectives import OBJECTIVES, penalty_of
 from sweeps.engine.searcher import rung_prunes
 
-WITHIN = 0.05
 FRACTIONS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 FACTORS = (2, 3, 4, 6)
 
@@ -70,12 +69,9 @@ class Curves:
         return min(keys, key=lambda k: (self.final[k], *k))
 
     def same(self, lr: tuple[float, float]) -> bool:
-        """``lr`` is the grid's choice or scores within 5% of it."""
+        """``lr`` is the grid's choice or scores within 5% of it (``search_cost.within``)."""
         best = self.choice()
-        return (
-            lr == best
-            or self.final[lr] <= self.final[best] + WITHIN * abs(self.final[best]) + 1e-12
-        )
+        return lr == best or search_cost.within(self.final[lr], self.final[best])
 
 
 def _seed_value(rows: pd.DataFrame, point: int) -> float | None:
@@ -204,8 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in FACTORS:
             results = []
             for c in cells:
-                first = max(c.every, round(f * c.steps / c.every) * c.every)
-                results.append(replay(c, first, r))
+                results.append(replay(c, search_cost.rung_at(f, c.steps, c.every), r))
             compute = 100 * sum(x for x, _ in results) / len(results)
             same = sum(c.same(lr) for c, (_, lr) in zip(cells, results))
             row.append(f"{compute:.0f}%, {same}/{len(cells)}")

@@ -169,7 +169,13 @@ def settings(quick: bool) -> list[Setting]:
 
 def first_rung(setting: Setting, fraction: float) -> int:
     """The pruner's first rung: ``fraction`` of the setting's steps at an evaluation point."""
-    return max(setting.every, round(fraction * setting.steps / setting.every) * setting.every)
+    return rung_at(fraction, setting.steps, setting.every)
+
+
+def rung_at(fraction: float, steps: int, every: int) -> int:
+    """``fraction`` of ``steps`` rounded to an evaluation point (a multiple of ``every``, at
+    least the first)."""
+    return max(every, round(fraction * steps / every) * every)
 
 
 def tpe_startup(trials: int, startup: int | None) -> int:
